@@ -1,0 +1,1 @@
+"""UNet++ Studio core library."""

@@ -1,0 +1,127 @@
+"""One-file checkpoints readable with ``torch.load(path, weights_only=True)``."""
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from core.models import build_model, model_config
+
+FORMAT = "unetpp-studio"
+FORMAT_VERSION = 1
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and what to do."""
+
+
+def default_normalization(channels: int) -> dict[str, list[float]]:
+    """ImageNet statistics for 3 channels (as the seed design), 0.5 / 0.25 otherwise."""
+    if channels == 3:
+        return {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+    return {"mean": [0.5] * channels, "std": [0.25] * channels}
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def make_checkpoint(model: nn.Module, input_size: int | None, normalization: dict, **meta: Any) -> dict[str, Any]:
+    """The checkpoint dict: format, model config, preprocessing, fp32 state_dict and ``meta``."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model": model_config(model),
+        "preprocessing": {"input_size": input_size, **normalization},
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        **meta,
+    }
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a checkpoint dict safely (``weights_only=True``) with clear errors.
+
+    A plain state_dict (as the seed blog post's code saves) is wrapped into our format with its
+    architecture inferred from the parameter names and shapes.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "GLOBAL" in str(err) or "global" in str(err):
+            raise CheckpointError(
+                f"{path}: this file holds a whole pickled model (torch.save(model, ...)), which can run "
+                "arbitrary code when loaded and is refused. Re-save only its weights, in the code that "
+                "made it: torch.save(model.state_dict(), 'model_state.pth'), then load that file."
+            ) from None
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({err})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: corrupt or not a PyTorch checkpoint ({str(err).splitlines()[0]})") from None
+    if isinstance(data, dict) and data.get("format") == FORMAT:
+        if data.get("format_version", 0) > FORMAT_VERSION:
+            raise CheckpointError(f"{path}: made by a newer UNet++ Studio (format {data['format_version']})")
+        return data
+    if isinstance(data, dict) and data and all(isinstance(v, torch.Tensor) for v in data.values()):
+        return _wrap_state_dict(path, data)
+    raise CheckpointError(f"{path}: not a UNet++ Studio checkpoint or a UNet++/U-Net state_dict")
+
+
+def _wrap_state_dict(path: Path, state: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Infer the model config of a bare state_dict named like the seed post's model."""
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    if "conv0_0.conv1.weight" not in state:
+        raise CheckpointError(f"{path}: a state_dict, but not of a UNet++/U-Net (no conv0_0.conv1.weight)")
+    first = state["conv0_0.conv1.weight"]
+    depth = max(int(k.split("_")[0][4:]) for k in state if k.startswith("conv") and k.endswith("_0.conv1.weight"))
+    deep = "final1.weight" in state
+    head = state["final1.weight" if deep else "final.weight"]
+    config = {
+        # U-Net's decoder nodes are conv{i}_{depth-i}: it has conv0_1 only at depth 1, where the two coincide
+        "arch": "unetpp" if "conv0_1.conv1.weight" in state else "unet",
+        "in_channels": first.shape[1], "num_classes": head.shape[0], "base_width": first.shape[0], "depth": depth,
+    }
+    if config["arch"] == "unetpp":
+        config["deep_supervision"] = deep
+    return {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "model": config,
+        "preprocessing": {"input_size": None, **default_normalization(config["in_channels"])},
+        "state_dict": state, "source": "state_dict",
+    }
+
+
+def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Return ``(model in eval mode on device, metadata)`` from a checkpoint or bare state_dict.
+
+    Example:
+        >>> model, meta = load_checkpoint("checkpoints/unetpp_lgg.pt")  # doctest: +SKIP
+        >>> meta["model"]["arch"], meta["metrics"]["volume_dice_mean"]  # doctest: +SKIP
+    """
+    data = read_checkpoint(path)
+    try:
+        model = build_model(data["model"])
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in data["state_dict"].items()})
+    except (RuntimeError, KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: weights do not fit the model they describe ({str(err).splitlines()[0]})") from None
+    meta = {k: v for k, v in data.items() if k not in ("state_dict", "optimizer", "scheduler")}
+    return model.to(device).eval(), meta

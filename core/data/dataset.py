@@ -1,0 +1,64 @@
+"""Torch dataset over a ``SliceSet``, with albumentations augmentation and per-epoch sampling."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from core.data.slices import SliceSet
+
+
+def train_augmentation() -> A.Compose:
+    """Mild geometric and intensity augmentation suited to axial MRI slices."""
+    return A.Compose([
+        A.HorizontalFlip(p=0.5),
+        A.Affine(scale=(0.9, 1.1), translate_percent=(-0.05, 0.05), rotate=(-15, 15),
+                 border_mode=cv2.BORDER_CONSTANT, p=0.5),
+        A.RandomBrightnessContrast(brightness_limit=0.1, contrast_limit=0.1, p=0.3),
+    ])
+
+
+class SliceDataset(Dataset):
+    """Yields ``(image uint8 (C, H, W), mask uint8 (H, W), index)``; normalisation happens on the device."""
+
+    def __init__(self, slices: SliceSet, augment: A.Compose | None = None) -> None:
+        self.slices, self.augment = slices, augment
+
+    def __len__(self) -> int:
+        return len(self.slices)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        image, mask = self.slices.images[i], self.slices.masks[i]
+        if self.augment is not None:
+            out = self.augment(image=image, mask=mask)
+            image, mask = out["image"], out["mask"]
+        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), torch.from_numpy(mask), i
+
+
+class EpochSampler(Sampler[int]):
+    """Each epoch: every slice with foreground plus a random share of empty slices, shuffled.
+
+    ``empty_fraction=1`` uses every slice. Call ``set_epoch`` for a new draw per epoch.
+    """
+
+    def __init__(self, positive: np.ndarray, empty_fraction: float = 1.0, seed: int = 0) -> None:
+        self.positive, self.empty_fraction, self.seed, self.epoch = positive, empty_fraction, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _draw(self) -> np.ndarray:
+        rng = np.random.default_rng((self.seed, self.epoch))
+        pos, neg = np.flatnonzero(self.positive), np.flatnonzero(~self.positive)
+        neg = rng.permutation(neg)[: round(len(neg) * self.empty_fraction)]
+        return rng.permutation(np.concatenate([pos, neg]))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._draw().tolist())
+
+    def __len__(self) -> int:
+        return int(self.positive.sum()) + round(int((~self.positive).sum()) * self.empty_fraction)

@@ -1,0 +1,93 @@
+"""An in-memory set of decoded 2D slices: the cache every data source fills once."""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from core.data.errors import DataError
+
+
+@dataclass
+class SliceSet:
+    """Decoded slices: ``images (N, H, W, C)`` uint8, ``masks (N, H, W)`` class indices.
+
+    ``volumes[i]`` names the volume (patient) slice ``i`` belongs to; ``names[i]`` identifies it.
+    ``has_volumes`` is False when every slice is its own volume (a plain images/masks folder).
+    """
+
+    images: np.ndarray
+    masks: np.ndarray
+    volumes: list[str]
+    names: list[str]
+    has_volumes: bool = True
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def subset(self, indices: Sequence[int]) -> "SliceSet":
+        idx = np.asarray(indices, dtype=np.int64)
+        return SliceSet(
+            self.images[idx], self.masks[idx], [self.volumes[i] for i in idx],
+            [self.names[i] for i in idx], self.has_volumes,
+        )
+
+    def select_volumes(self, volume_ids: Sequence[str]) -> "SliceSet":
+        wanted = set(volume_ids)
+        return self.subset([i for i, v in enumerate(self.volumes) if v in wanted])
+
+    @property
+    def positive(self) -> np.ndarray:
+        """Boolean per slice: the mask has any foreground."""
+        return self.masks.reshape(len(self), -1).max(1) > 0
+
+
+def resize_pair(image: np.ndarray, mask: np.ndarray, size: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Resize an image (area/linear) and its mask (nearest) to ``size x size``; no-op for None."""
+    if size is None or image.shape[:2] == (size, size):
+        return image, mask
+    shrink = image.shape[0] > size
+    resized = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    if resized.ndim == 2:
+        resized = resized[..., None]
+    return resized, cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
+
+
+def decode_all(
+    items: Sequence[tuple[str, str, str]],
+    load: Callable[[int], tuple[np.ndarray, np.ndarray]],
+    size: int | None,
+    has_volumes: bool = True,
+    description: str = "decoding",
+) -> SliceSet:
+    """Decode every item once (threads; OpenCV releases the GIL) into one ``SliceSet``.
+
+    ``items[i] = (volume, name, mask_path)``; ``load(i)`` returns ``(image, mask)`` and raises
+    ``DataError``. Images and masks must agree in size; differing slice sizes need ``size``.
+    """
+    if not items:
+        raise DataError("no slices to load")
+
+    def one(i: int) -> tuple[np.ndarray, np.ndarray]:
+        image, mask = load(i)
+        if image.shape[:2] != mask.shape[:2]:
+            raise DataError(
+                f"{items[i][2]}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
+                f"{image.shape[1]}x{image.shape[0]}"
+            )
+        return resize_pair(image, mask, size)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        pairs = list(tqdm(pool.map(one, range(len(items))), total=len(items), desc=description,
+                          unit="slice", leave=False, disable=len(items) < 200))
+    shapes = {p[0].shape for p in pairs}
+    if len(shapes) > 1:
+        raise DataError(f"slices have different sizes {sorted(shapes)[:3]}...; pass a size to resize them")
+    return SliceSet(
+        np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]),
+        [it[0] for it in items], [it[1] for it in items], has_volumes,
+    )

@@ -1,0 +1,55 @@
+"""One entry point for every data source, and the patient-level split."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from core.data.errors import DataError
+from core.data.folder import is_image_mask_folder, load_folder
+from core.data.lgg import is_lgg_folder, load_lgg
+from core.data.slices import SliceSet
+from core.data.synthetic import make_synthetic
+
+SYNTHETIC = "synthetic"
+
+
+def load_source(source: str | Path, size: int | None = None, channels: int = 3, num_classes: int = 1) -> SliceSet:
+    """Load ``"synthetic"``, a ``kaggle_3m`` folder, or an ``images/``+``masks/`` folder.
+
+    ``size`` resizes every slice to ``size x size`` (None keeps the files' size).
+    """
+    if str(source) == SYNTHETIC:
+        return make_synthetic(size=size or 128)
+    root = Path(source).expanduser()
+    if not root.exists():
+        raise DataError(f"{root}: no such folder")
+    if is_image_mask_folder(root):
+        return load_folder(root, size, channels, num_classes)
+    if is_lgg_folder(root):
+        if channels != 3 or num_classes != 1:
+            raise DataError(f"{root}: LGG slices have 3 channels and binary masks")
+        return load_lgg(root, size)
+    raise DataError(
+        f"{root}: not a data folder. Expected either images/ and masks/ sub-folders with same-named "
+        "files, or the Kaggle LGG layout <patient>/<patient>_<n>.tif with <patient>_<n>_mask.tif"
+    )
+
+
+def split_volumes(volumes: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Split volume (patient) ids into sorted ``(train, val)`` lists; no volume is in both.
+
+    Example:
+        >>> train, val = split_volumes([f"p{i}" for i in range(10)], 0.2, seed=0)
+        >>> len(train), len(val), set(train) & set(val)
+        (8, 2, set())
+    """
+    ids = sorted(set(volumes))
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    if len(ids) < 2:
+        raise DataError(f"need at least 2 volumes to split into train and validation, found {len(ids)}")
+    order = np.random.default_rng(seed).permutation(len(ids))
+    n_val = min(len(ids) - 1, max(1, round(val_fraction * len(ids))))
+    val = sorted(ids[i] for i in order[:n_val])
+    return sorted(set(ids) - set(val)), val

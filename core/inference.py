@@ -1,0 +1,112 @@
+"""Preprocessing and prediction shared by the trainer, the CLIs and the app."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.losses import probabilities
+from core.metrics import SegmentationMetrics
+from core.runtime import autocast, memory_format
+
+Level = int | str  # 1..depth, or "ens" for the mean of the deep-supervision heads
+
+
+def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 ``(N, C, H, W)`` -> float, scaled to [0, 1] then standardised per channel."""
+    m = torch.tensor(mean, device=images.device).view(1, -1, 1, 1)
+    s = torch.tensor(std, device=images.device).view(1, -1, 1, 1)
+    x = (images.float() / 255 - m) / s
+    return x.contiguous(memory_format=memory_format(images.device))
+
+
+def parse_level(text: str | int) -> Level:
+    """``"3"`` -> 3, ``"ens"`` -> ``"ens"``."""
+    if str(text).lower() in ("ens", "ensemble"):
+        return "ens"
+    return int(text)
+
+
+def model_levels(model: nn.Module) -> list[Level]:
+    """Every level a model can be evaluated at: its heads, plus ``"ens"`` with deep supervision."""
+    levels: list[Level] = list(model.levels)
+    if len(levels) > 1:
+        levels.append("ens")
+    return levels
+
+
+def head_probabilities(model: nn.Module, out: torch.Tensor | list[torch.Tensor]) -> dict[Level, torch.Tensor]:
+    """Per-level probabilities (and their ensemble) from the output of a full forward pass."""
+    heads = out if isinstance(out, list) else [out]
+    probs = {level: probabilities(o.float()) for level, o in zip(model.levels, heads)}
+    if len(heads) > 1:
+        probs["ens"] = torch.stack(list(probs.values())).mean(0)
+    return probs
+
+
+@torch.no_grad()
+def predict_all(model: nn.Module, x: torch.Tensor, dtype: torch.dtype | None = None) -> dict[Level, torch.Tensor]:
+    """Probabilities of every head (and their ensemble) from one full forward pass."""
+    with autocast(x.device, dtype):
+        out = model(x)
+    return head_probabilities(model, out)
+
+
+@torch.no_grad()
+def predict_level(model: nn.Module, x: torch.Tensor, level: Level, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Probabilities at one level, computing only the nodes it needs; ``"ens"`` runs all heads."""
+    if level == "ens":
+        return predict_all(model, x, dtype)["ens"]
+    with autocast(x.device, dtype):
+        return probabilities(model(x, level=level).float())
+
+
+def predict_images(
+    model: nn.Module, images: np.ndarray, preprocessing: dict[str, Any], level: Level,
+    dtype: torch.dtype | None = None, batch_size: int = 8,
+) -> np.ndarray:
+    """uint8 ``(N, H, W, C)`` images -> float32 probabilities ``(N, C_out, H, W)`` on the CPU."""
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(images), batch_size):
+        batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size].transpose(0, 3, 1, 2)))
+        x = normalize(batch.to(device), preprocessing["mean"], preprocessing["std"])
+        out.append(predict_level(model, x, level, dtype).cpu())
+    return torch.cat(out).numpy()
+
+
+@torch.no_grad()
+def evaluate_loader(
+    model: nn.Module, loader: Any, preprocessing: dict[str, Any], volumes: Sequence[str] | None,
+    dtype: torch.dtype | None = None, criterion: nn.Module | None = None,
+) -> dict[str, Any]:
+    """Metrics of every level over a loader of ``(image, mask, index)`` from one forward per batch.
+
+    Returns ``{"levels": {level: metrics}, "loss": mean loss or None}``; volume metrics use
+    ``volumes[index]`` when ``volumes`` is given.
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    metrics: dict[Level, SegmentationMetrics] = {}
+    loss_sum, n = 0.0, 0
+    for images, masks, index in loader:
+        x = normalize(images.to(device), preprocessing["mean"], preprocessing["std"])
+        masks = masks.to(device)
+        with autocast(device, dtype):
+            out = model(x)
+        if criterion is not None:
+            loss_sum += criterion(out, masks).item() * len(x)
+        probs = head_probabilities(model, out)
+        ids = [volumes[i] for i in index.tolist()] if volumes is not None else None
+        for level, p in probs.items():
+            metrics.setdefault(level, SegmentationMetrics(model.num_classes)).update(p, masks, ids)
+        n += len(x)
+    model.train(was_training)
+    return {
+        "levels": {level: m.compute() for level, m in metrics.items()},
+        "loss": loss_sum / n if criterion is not None and n else None,
+    }

@@ -1,0 +1,46 @@
+"""Soft Dice loss for binary (sigmoid) and multi-class (softmax) logits."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Sigmoid for one output channel, softmax over channels otherwise."""
+    return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
+
+
+def one_hot_target(target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``(N, H, W)`` or ``(N, 1, H, W)`` class indices -> ``(N, C, H, W)`` float one-hot.
+
+    For ``num_classes == 1`` the target is taken as a 0/1 mask and returned as ``(N, 1, H, W)``.
+    """
+    if target.ndim == 4:
+        target = target[:, 0]
+    if num_classes == 1:
+        return target.unsqueeze(1).float()
+    return F.one_hot(target.long(), num_classes).permute(0, 3, 1, 2).float()
+
+
+class SoftDiceLoss(nn.Module):
+    """``1 - (2|P∩T| + s) / (|P| + |T| + s)`` per image and class, averaged.
+
+    For multi-class logits the background class (0) is included, as in the seed design.
+
+    Example:
+        >>> logits = torch.full((1, 1, 4, 4), 10.0)
+        >>> round(SoftDiceLoss()(logits, torch.ones(1, 4, 4)).item(), 4)
+        0.0
+    """
+
+    def __init__(self, smooth: float = 1.0) -> None:
+        super().__init__()
+        self.smooth = smooth
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        probs = probabilities(logits.float())
+        truth = one_hot_target(target, logits.shape[1])
+        inter = (probs * truth).sum(dim=(2, 3))
+        total = probs.sum(dim=(2, 3)) + truth.sum(dim=(2, 3))
+        return 1 - ((2 * inter + self.smooth) / (total + self.smooth)).mean()

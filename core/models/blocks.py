@@ -1,0 +1,39 @@
+"""Building blocks shared by the U-Net family."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ConvBlock(nn.Module):
+    """conv3x3 -> BN -> ReLU -> conv3x3 -> BN -> ReLU.
+
+    Attribute names (``conv1``, ``bn1``, ``conv2``, ``bn2``) follow the seed blog post's
+    ``VGGBlock`` so that its state_dicts load unchanged.
+    """
+
+    def __init__(self, in_channels: int, middle_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.relu = nn.ReLU(inplace=True)
+        self.conv1 = nn.Conv2d(in_channels, middle_channels, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(middle_channels)
+        self.conv2 = nn.Conv2d(middle_channels, out_channels, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(x)))
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Replicate-pad H and W up to a multiple of ``multiple``; return the tensor and the original size."""
+    h, w = x.shape[-2:]
+    pad_h, pad_w = (-h) % multiple, (-w) % multiple
+    if pad_h or pad_w:
+        x = nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+    return x, (h, w)
+
+
+def widths(base_width: int, depth: int) -> list[int]:
+    """Filter counts per resolution level: ``base_width * [1, 2, 4, ...]``."""
+    return [base_width * 2**i for i in range(depth + 1)]

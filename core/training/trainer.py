@@ -1,0 +1,224 @@
+"""The training loop: Adam + ReduceLROnPlateau on validation IoU, deep supervision, checkpoints.
+
+Every run leaves a folder that reproduces it::
+
+    RUN/config.json     the TrainConfig
+    RUN/split.json      train / validation volume (patient) ids
+    RUN/history.jsonl   one JSON event per line: start, step, epoch, end
+    RUN/best.pt         best validation score (volume Dice where the data has volumes, else Dice)
+    RUN/last.pt         the latest state, with optimizer and scheduler, for --resume
+"""
+from __future__ import annotations
+
+import json
+import math
+import signal
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from core.checkpoint import atomic_save, default_normalization, make_checkpoint, read_checkpoint
+from core.data import EpochSampler, SliceDataset, SliceSet, load_source, split_volumes, train_augmentation
+from core.inference import evaluate_loader, normalize
+from core.losses import BCEDiceLoss, DeepSupervisionLoss
+from core.models import build_model
+from core.runtime import autocast, autocast_dtype, memory_format, select_device
+from core.training.config import TrainConfig
+from core.training.history import Callback, History
+
+
+def score_of(metrics: dict[str, float]) -> float:
+    """The number best.pt maximises: volume Dice where volumes exist, else per-image Dice."""
+    return metrics.get("volume_dice_mean", metrics["dice"])
+
+
+class Trainer:
+    """Runs one training described by a ``TrainConfig``; ``fit()`` returns the final summary.
+
+    ``callbacks`` receive every event dict as it is written to ``history.jsonl``. ``request_stop()``
+    (also wired to SIGINT/SIGTERM in the main thread) ends the run after the current step with
+    ``last.pt`` saved.
+    """
+
+    def __init__(self, config: TrainConfig, callbacks: Iterable[Callback] = (), data: SliceSet | None = None) -> None:
+        self.config = config
+        self.run = Path(config.out)
+        self.history = History(self.run / "history.jsonl", callbacks)
+        self.stop_event = threading.Event()
+        self._data = data
+
+    def request_stop(self, *_: Any) -> None:
+        self.stop_event.set()
+
+    # -- setup -------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        c = self.config
+        torch.manual_seed(c.seed)
+        np.random.seed(c.seed)
+        self.device = select_device(c.device)
+        self.dtype = autocast_dtype(self.device, c.precision)
+        resume_state = self._resume_state()
+        slices = self._data if self._data is not None else load_source(c.data, c.size, c.in_channels, c.num_classes)
+        if resume_state:
+            train_ids, val_ids = resume_state["split"]["train"], resume_state["split"]["val"]
+        else:
+            train_ids, val_ids = split_volumes(slices.volumes, c.val_fraction, c.seed)
+        self.split = {"data": c.data, "seed": c.seed, "train": train_ids, "val": val_ids}
+        self.train_set, self.val_set = slices.select_volumes(train_ids), slices.select_volumes(val_ids)
+        self.val_volumes = self.val_set.volumes if slices.has_volumes else None
+        self.normalization = default_normalization(c.in_channels)
+
+        self.sampler = EpochSampler(self.train_set.positive, c.empty_fraction, c.seed)
+        loader_args = {"num_workers": c.workers, "persistent_workers": c.workers > 0,
+                       "pin_memory": self.device.type == "cuda"}
+        self.train_loader = DataLoader(SliceDataset(self.train_set, train_augmentation()), c.batch_size,
+                                       sampler=self.sampler, drop_last=len(self.sampler) > c.batch_size, **loader_args)
+        self.val_loader = DataLoader(SliceDataset(self.val_set), c.batch_size, **loader_args)
+
+        self.model = build_model({
+            "arch": c.arch, "in_channels": c.in_channels, "num_classes": c.num_classes,
+            "base_width": c.width, "deep_supervision": c.deep_supervision,
+        }).to(self.device, memory_format=memory_format(self.device))
+        self.criterion = DeepSupervisionLoss(BCEDiceLoss(c.alpha), c.ds_weights)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=c.lr)
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, mode="max", patience=3)
+        self.scaler = torch.amp.GradScaler(enabled=self.dtype == torch.float16 and self.device.type == "cuda")
+        self.epoch, self.best_score, self.best_epoch, self.epochs_history = 0, -math.inf, 0, []
+        if resume_state:
+            self.model.load_state_dict(resume_state["state_dict"])
+            self.optimizer.load_state_dict(resume_state["optimizer"])
+            self.scheduler.load_state_dict(resume_state["scheduler"])
+            self.epoch = resume_state["epoch"]
+            self.best_score, self.best_epoch = resume_state["best_score"], resume_state["best_epoch"]
+            self.epochs_history = resume_state["history"]
+            self.history.truncate_after(self.epoch)
+        else:
+            self.history.path.unlink(missing_ok=True)
+        self.run.mkdir(parents=True, exist_ok=True)
+        (self.run / "config.json").write_text(json.dumps(c.to_dict(), indent=2))
+        (self.run / "split.json").write_text(json.dumps(self.split, indent=2))
+
+    def _resume_state(self) -> dict[str, Any] | None:
+        last = self.run / "last.pt"
+        if not self.config.resume:
+            if last.exists():
+                raise FileExistsError(f"{self.run} already holds a run; pass --resume to continue it or pick another --out")
+            return None
+        if not last.exists():
+            raise FileNotFoundError(f"--resume: no {last} to resume from")
+        return read_checkpoint(last)
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def _checkpoint(self, metrics: dict[str, Any], with_state: bool) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "metrics": metrics, "history": self.epochs_history, "split": self.split,
+            "train_config": self.config.to_dict(), "epoch": self.epoch,
+            "best_score": self.best_score, "best_epoch": self.best_epoch,
+        }
+        if with_state:
+            meta["optimizer"] = self.optimizer.state_dict()
+            meta["scheduler"] = self.scheduler.state_dict()
+        return make_checkpoint(self.model, self.config.size, self.normalization, **meta)
+
+    # -- loop --------------------------------------------------------------------------------
+    def _train_epoch(self, bar: tqdm) -> float:
+        self.model.train()
+        self.sampler.set_epoch(self.epoch)
+        total, n = 0.0, 0
+        for step, (images, masks, _) in enumerate(self.train_loader):
+            x = normalize(images.to(self.device, non_blocking=True), self.normalization["mean"], self.normalization["std"])
+            masks = masks.to(self.device, non_blocking=True)
+            with autocast(self.device, self.dtype):
+                outputs = self.model(x)
+            loss = self.criterion(outputs, masks)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            value = loss.item()
+            if not math.isfinite(value):
+                raise FloatingPointError(f"loss became {value} at epoch {self.epoch + 1}, step {step + 1}; try a lower --lr")
+            total, n = total + value * len(x), n + len(x)
+            bar.update(1)
+            bar.set_postfix(epoch=self.epoch + 1, loss=f"{value:.4f}")
+            self.history.emit({"event": "step", "epoch": self.epoch + 1, "step": step + 1,
+                               "steps": len(self.train_loader), "loss": value,
+                               "lr": self.optimizer.param_groups[0]["lr"], "time": time.time()})
+            if self.stop_event.is_set():
+                return math.nan
+        return total / max(n, 1)
+
+    def fit(self) -> dict[str, Any]:
+        """Train until ``epochs``, early stopping, ``max_minutes`` or a stop request."""
+        self._setup()
+        c = self.config
+        handlers = self._install_signal_handlers()
+        start, reason = time.time(), "completed"
+        self.history.emit({"event": "resume" if c.resume else "start", "epoch": self.epoch, "time": start,
+                           "config": c.to_dict(), "device": str(self.device), "precision": str(self.dtype),
+                           "train_slices": len(self.train_set), "val_slices": len(self.val_set),
+                           "steps_per_epoch": len(self.train_loader), "epochs": c.epochs})
+        bar = tqdm(total=(c.epochs - self.epoch) * len(self.train_loader), unit="step", desc="training")
+        try:
+            while self.epoch < c.epochs:
+                t0 = time.time()
+                train_loss = self._train_epoch(bar)
+                if self.stop_event.is_set():
+                    reason = "stopped"
+                    break
+                result = evaluate_loader(self.model, self.val_loader, self._preprocessing(), self.val_volumes,
+                                         self.dtype, self.criterion)
+                self.epoch += 1
+                levels = result["levels"]
+                final = levels[max(k for k in levels if k != "ens")]
+                score = score_of(final)
+                self.scheduler.step(final["iou"])
+                improved = score > self.best_score
+                if improved:
+                    self.best_score, self.best_epoch = score, self.epoch
+                record = {"event": "epoch", "epoch": self.epoch, "train_loss": train_loss, "val_loss": result["loss"],
+                          "val": final, "val_levels": levels, "score": score, "best": improved,
+                          "lr": self.optimizer.param_groups[0]["lr"], "seconds": time.time() - t0, "time": time.time()}
+                self.epochs_history.append(record)
+                if improved:
+                    atomic_save(self._checkpoint(final | {"levels": levels}, with_state=False), self.run / "best.pt")
+                atomic_save(self._checkpoint(final | {"levels": levels}, with_state=True), self.run / "last.pt")
+                self.history.emit(record)
+                if self.epoch - self.best_epoch >= c.patience:
+                    reason = "early_stopping"
+                    break
+                elapsed = (time.time() - start) / 60
+                if c.max_minutes and elapsed + (time.time() - t0) / 60 > c.max_minutes:
+                    reason = "time_limit"
+                    break
+        finally:
+            bar.close()
+            self._restore_signal_handlers(handlers)
+        if reason == "stopped":
+            last_metrics = self.epochs_history[-1]["val"] if self.epochs_history else {}
+            atomic_save(self._checkpoint(last_metrics, with_state=True), self.run / "last.pt")
+        summary = {"event": "end", "epoch": self.epoch, "reason": reason, "best_epoch": self.best_epoch,
+                   "best_score": self.best_score, "minutes": (time.time() - start) / 60, "time": time.time()}
+        self.history.emit(summary)
+        return summary
+
+    def _preprocessing(self) -> dict[str, Any]:
+        return {"input_size": self.config.size, **self.normalization}
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        return {sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    @staticmethod
+    def _restore_signal_handlers(handlers: dict[int, Any]) -> None:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
