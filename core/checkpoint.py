@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -69,13 +70,15 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        if "GLOBAL" in str(err) or "global" in str(err):
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        if found:
             raise CheckpointError(
-                f"{path}: this file holds a whole pickled model (torch.save(model, ...)), which can run "
-                "arbitrary code when loaded and is refused. Re-save only its weights, in the code that "
-                "made it: torch.save(model.state_dict(), 'model_state.pth'), then load that file."
+                f"{path}: holds pickled Python objects ({found[1]}), not only weights; loading it could run "
+                "arbitrary code, so it is refused. If it is a whole model saved with torch.save(model, ...), "
+                "re-save its weights in the code that made it: torch.save(model.state_dict(), "
+                "'model_state.pth'), then load that file."
             ) from None
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({err})") from None
+        raise CheckpointError(f"{path}: corrupt or not a PyTorch checkpoint") from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise CheckpointError(f"{path}: corrupt or not a PyTorch checkpoint ({str(err).splitlines()[0]})") from None
     if isinstance(data, dict) and data.get("format") == FORMAT:
@@ -113,9 +116,10 @@ def _wrap_state_dict(path: Path, state: dict[str, torch.Tensor]) -> dict[str, An
 def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Return ``(model in eval mode on device, metadata)`` from a checkpoint or bare state_dict.
 
-    Example:
-        >>> model, meta = load_checkpoint("checkpoints/unetpp_lgg.pt")  # doctest: +SKIP
-        >>> meta["model"]["arch"], meta["metrics"]["volume_dice_mean"]  # doctest: +SKIP
+    Example::
+
+        model, meta = load_checkpoint("checkpoints/unetpp_lgg.pt")
+        meta["model"]["arch"], meta["metrics"]["volume_dice_mean"]
     """
     data = read_checkpoint(path)
     try:

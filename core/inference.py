@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -110,3 +111,30 @@ def evaluate_loader(
         "levels": {level: m.compute() for level, m in metrics.items()},
         "loss": loss_sum / n if criterion is not None and n else None,
     }
+
+
+def segment_image(
+    model: nn.Module, preprocessing: dict[str, Any], image: np.ndarray, level: Level,
+    dtype: torch.dtype | None = None,
+) -> np.ndarray:
+    """Probabilities ``(C_out, H, W)`` for one uint8 ``(H, W, C)`` image at its own size.
+
+    The image is resized to the model's training size (if it has one) and the probabilities
+    resized back, so that structures keep the scale the model learned.
+    """
+    h, w = image.shape[:2]
+    size = preprocessing.get("input_size")
+    resized = image if not size or (h, w) == (size, size) else cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if h > size else cv2.INTER_LINEAR)
+    if resized.ndim == 2:
+        resized = resized[..., None]
+    probs = predict_images(model, resized[None], preprocessing, level, dtype)[0]
+    if probs.shape[1:] != (h, w):
+        probs = np.stack([cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR) for p in probs])
+    return probs
+
+
+def probabilities_to_mask(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """``(C, H, W)`` probabilities -> uint8 mask: 0/255 for binary, class indices otherwise."""
+    if probs.shape[0] == 1:
+        return ((probs[0] >= threshold) * 255).astype(np.uint8)
+    return probs.argmax(0).astype(np.uint8)

@@ -1,0 +1,1 @@
+"""Streamlit UI helpers shared by the UNet++ Studio pages; the work itself is done by ``core``."""

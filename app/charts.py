@@ -1,0 +1,136 @@
+"""Plotly figures of training histories, evaluation results and probability maps."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from app.theme import MUTED, PRIMARY, level_color, level_name
+from core.training.history import Event
+
+RUN_METRICS = {  # label -> value of an epoch event
+    "validation score": lambda e: e.get("score"),
+    "validation Dice": lambda e: e["val"].get("dice"),
+    "validation IoU": lambda e: e["val"].get("iou"),
+    "validation loss": lambda e: e.get("val_loss"),
+    "training loss": lambda e: e.get("train_loss"),
+}
+
+
+def _layout(fig: go.Figure, title: str, height: int = 300, **kwargs: Any) -> go.Figure:
+    fig.update_layout(
+        title={"text": title, "font": {"size": 15}}, height=height, hovermode="x unified",
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1}, **kwargs,
+    )
+    return fig
+
+
+def _of(events: list[Event], kind: str) -> list[Event]:
+    return [e for e in events if e.get("event") == kind]
+
+
+def global_steps(events: list[Event]) -> np.ndarray:
+    """Step events' position counted from the start of training (epochs x steps per epoch)."""
+    return np.array([(e["epoch"] - 1) * e["steps"] + e["step"] for e in _of(events, "step")])
+
+
+def moving_average(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing mean over up to ``window`` values (shorter at the start)."""
+    sums = np.cumsum(np.insert(values, 0, 0.0))
+    n = np.minimum(np.arange(1, len(values) + 1), window)
+    return (sums[1:] - sums[np.arange(len(values)) + 1 - n]) / n
+
+
+def step_loss_figure(events: list[Event]) -> go.Figure:
+    """Training loss of every step, with a moving average."""
+    steps = _of(events, "step")
+    x, loss = global_steps(events), np.array([e["loss"] for e in steps], dtype=float)
+    fig = go.Figure([
+        go.Scatter(x=x, y=loss, mode="lines", name="step", line={"color": MUTED, "width": 1}),
+        go.Scatter(x=x, y=moving_average(loss, max(5, len(loss) // 20)), mode="lines", name="average",
+                   line={"color": PRIMARY, "width": 2.5}),
+    ])
+    return _layout(fig, "Step loss", xaxis_title="step", yaxis_title="loss")
+
+
+def epoch_loss_figure(events: list[Event]) -> go.Figure:
+    """Training and validation loss per epoch."""
+    epochs = _of(events, "epoch")
+    x = [e["epoch"] for e in epochs]
+    fig = go.Figure([
+        go.Scatter(x=x, y=[e["train_loss"] for e in epochs], mode="lines+markers", name="training",
+                   line={"color": MUTED}),
+        go.Scatter(x=x, y=[e["val_loss"] for e in epochs], mode="lines+markers", name="validation",
+                   line={"color": PRIMARY}),
+    ])
+    return _layout(fig, "Loss per epoch", xaxis_title="epoch", yaxis_title="loss")
+
+
+def quality_figure(events: list[Event]) -> go.Figure:
+    """Validation Dice and IoU per epoch, one line per deep-supervision head and the ensemble."""
+    epochs = _of(events, "epoch")
+    fig = make_subplots(1, 2, subplot_titles=("Dice", "IoU"), horizontal_spacing=0.08)
+    levels = list(epochs[-1]["val_levels"]) if epochs else []
+    for level in levels:
+        x = [e["epoch"] for e in epochs if level in e["val_levels"]]
+        for col, metric in ((1, "dice"), (2, "iou")):
+            fig.add_trace(go.Scatter(
+                x=x, y=[e["val_levels"][level][metric] for e in epochs if level in e["val_levels"]],
+                mode="lines+markers", name=level_name(level), legendgroup=level, showlegend=col == 1,
+                line={"color": level_color(level), "dash": "dot" if level == "ens" else "solid"},
+            ), 1, col)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(range=[0, 1])
+    return _layout(fig, "Validation quality per head", height=320)
+
+
+def lr_figure(events: list[Event]) -> go.Figure:
+    """Learning rate per step (log scale)."""
+    steps = _of(events, "step")
+    fig = go.Figure(go.Scatter(x=global_steps(events), y=[e["lr"] for e in steps], mode="lines",
+                               name="learning rate", line={"color": PRIMARY, "shape": "hv"}))
+    return _layout(fig, "Learning rate", xaxis_title="step", yaxis_type="log")
+
+
+def runs_figure(histories: Mapping[str, list[Event]], metric: str) -> go.Figure:
+    """One line per run of ``metric`` (a key of ``RUN_METRICS``) per epoch."""
+    value = RUN_METRICS[metric]
+    fig = go.Figure()
+    for name, events in histories.items():
+        epochs = _of(events, "epoch")
+        fig.add_trace(go.Scatter(x=[e["epoch"] for e in epochs], y=[value(e) for e in epochs],
+                                 mode="lines+markers", name=name))
+    return _layout(fig, f"{metric.capitalize()} per epoch", height=340, xaxis_title="epoch", yaxis_title=metric)
+
+
+def quality_latency_figure(rows: Mapping[str, Mapping[str, float]], metric: str, metric_label: str) -> go.Figure:
+    """Each level as a point: latency (x) against ``metric`` (y), marker area ~ parameters."""
+    fig = go.Figure()
+    largest = max(r["params"] for r in rows.values())
+    for level, row in rows.items():
+        fig.add_trace(go.Scatter(
+            x=[row["ms_per_image"]], y=[row[metric]], mode="markers+text", name=level_name(level),
+            text=[level_name(level)], textposition="top center",
+            marker={"size": 14 + 30 * np.sqrt(row["params"] / largest), "color": level_color(level),
+                    "line": {"width": 1, "color": "white"}},
+            hovertemplate=f"{level_name(level)}<br>%{{x:.2f}} ms per image<br>{metric_label} %{{y:.4f}}"
+                          f"<br>{row['params']:,} parameters<extra></extra>",
+        ))
+    fig.update_layout(hovermode="closest", showlegend=False)
+    return _layout(fig, f"{metric_label} against latency", height=380,
+                   xaxis_title="ms per image on this machine", yaxis_title=metric_label)
+
+
+def probability_figure(prob: np.ndarray, title: str = "Lesion probability") -> go.Figure:
+    """A ``(H, W)`` probability map as a heatmap in image orientation."""
+    fig = go.Figure(go.Heatmap(z=prob, zmin=0, zmax=1, colorscale="Inferno",
+                               colorbar={"title": {"text": "p"}, "thickness": 12},
+                               hovertemplate="x %{x}, y %{y}<br>p = %{z:.3f}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", visible=False)
+    fig.update_xaxes(visible=False, constrain="domain")
+    fig.update_layout(hovermode="closest")
+    return _layout(fig, title, height=360)

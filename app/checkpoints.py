@@ -1,0 +1,106 @@
+"""Which models the pages can use, loading them once per file version, and the model picker."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+import torch
+from torch import nn
+
+from app.state import CHECKPOINT, persistent_selectbox
+from core.checkpoint import CheckpointError, load_checkpoint
+from core.evaluate import DEFAULT_CHECKPOINT
+from core.runs import list_runs
+from core.runtime import autocast_dtype, select_device
+
+SHIPPED_ENV = "UNETPP_STUDIO_CHECKPOINT"
+ARCH_NAMES = {"unetpp": "UNet++", "unet": "U-Net"}
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A checkpoint file and how the pickers name it."""
+
+    path: Path
+    label: str
+
+
+def shipped_checkpoint() -> Path:
+    """The model the app uses by default: ``$UNETPP_STUDIO_CHECKPOINT`` or ``checkpoints/unetpp_lgg.pt``."""
+    return Path(os.environ.get(SHIPPED_ENV) or DEFAULT_CHECKPOINT)
+
+
+def available_checkpoints() -> list[ModelChoice]:
+    """The shipped model (if present), then each run's ``best.pt``, most recent run first."""
+    choices = []
+    shipped = shipped_checkpoint()
+    if shipped.is_file():
+        choices.append(ModelChoice(shipped, f"Shipped model · {shipped.name}"))
+    for run in list_runs():
+        if run.best is not None:
+            score = f", score {run.best_score:.3f}" if run.best_score is not None else ""
+            live = " · training" if run.alive else ""
+            choices.append(ModelChoice(run.best, f"Run {run.name} · best.pt (epoch {run.best_epoch}{score}){live}"))
+    return choices
+
+
+def inference_device() -> tuple[torch.device, torch.dtype | None]:
+    """The device the app runs models on and its autocast dtype (bf16 on CPUs that have it)."""
+    device = select_device("auto")
+    return device, autocast_dtype(device, "auto")
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading model…")
+def _load(path: str, mtime: float) -> tuple[nn.Module, dict[str, Any]]:
+    """One loaded model per file version (``mtime`` changes when a run saves a new one)."""
+    return load_checkpoint(Path(path), inference_device()[0])
+
+
+def load_model(path: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """``(model in eval mode, metadata)`` of a checkpoint; ``CheckpointError`` if it can't be used."""
+    path = Path(path)
+    try:
+        mtime = path.stat().st_mtime
+    except OSError:
+        raise CheckpointError(f"{path}: no such checkpoint file") from None
+    return _load(str(path), mtime)
+
+
+def model_summary(meta: dict[str, Any]) -> str:
+    """One line: architecture, width, heads, input size and what it was trained on."""
+    config = meta["model"]
+    parts = [f"{ARCH_NAMES.get(config['arch'], config['arch'])}, width {config['base_width']}"]
+    if config.get("deep_supervision"):
+        parts.append(f"{config['depth']} deep-supervision heads")
+    size = meta["preprocessing"].get("input_size")
+    if size:
+        parts.append(f"{size}×{size} input")
+    if "epoch" in meta:
+        parts.append(f"{meta['epoch']} epochs")
+    data = (meta.get("train_config") or {}).get("data")
+    if data:
+        parts.append("synthetic demo data" if data == "synthetic" else f"data {Path(data).name}")
+    return " · ".join(parts)
+
+
+def pick_checkpoint(container: Any = None) -> tuple[Path, nn.Module, dict[str, Any]] | None:
+    """The model picker: returns ``(path, model, meta)``, or None (with a message) if there is none."""
+    box = container or st.sidebar
+    choices = available_checkpoints()
+    if not choices:
+        box.info("No model yet: the shipped model is not installed and no run has a best.pt. "
+                 "Train one on the Train page (the demo takes about a minute).")
+        box.page_link("pages/1_Train.py", label="Go to Train", icon=":material/model_training:")
+        return None
+    labels = {str(c.path): c.label for c in choices}
+    chosen = persistent_selectbox("Model", list(labels), CHECKPOINT, labels.__getitem__, box)
+    try:
+        model, meta = load_model(Path(chosen))
+    except CheckpointError as err:
+        box.error(str(err))
+        return None
+    box.caption(model_summary(meta))
+    return Path(chosen), model, meta

@@ -1,0 +1,63 @@
+"""Per-level evaluation for the Compare page: run it with a progress bar, tabulate it, recommend a level."""
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+from torch import nn
+
+from app.checkpoints import inference_device
+from app.theme import level_name
+from core.data import SliceSet
+from core.evaluation import evaluate_model
+
+TOLERANCE = 0.01  # one Dice point
+
+
+def evaluate_with_progress(model: nn.Module, meta: dict[str, Any], slices: SliceSet) -> dict[str, Any]:
+    """``core.evaluation.evaluate_model`` on every level, driving an ``st.progress`` bar."""
+    bar = st.progress(0.0, text=f"Segmenting {len(slices)} images with every head…")
+
+    def report(fraction: float, stage: str) -> None:
+        text = f"Segmenting {len(slices)} images with every head…" if stage == "segmenting" else stage.capitalize()
+        bar.progress(min(1.0, fraction), text=text)
+
+    result = evaluate_model(model, meta, slices, dtype=inference_device()[1], progress=report)
+    bar.empty()
+    return result
+
+
+def headline_metric(result: dict[str, Any]) -> tuple[str, str]:
+    """``(key, label)`` of the score levels are judged by: volume Dice on volumes, else Dice."""
+    if all("volume_dice_mean" in row for row in result["levels"].values()):
+        return "volume_dice_mean", "volume Dice"
+    return "dice", "Dice"
+
+
+def recommend(result: dict[str, Any], tolerance: float = TOLERANCE) -> str | None:
+    """The smallest head whose score is within ``tolerance`` of the deepest head's; None for one head."""
+    key, _ = headline_metric(result)
+    heads = sorted((int(k), row) for k, row in result["levels"].items() if k != "ens")
+    if len(heads) < 2:
+        return None
+    target = heads[-1][1][key]
+    return next(str(level) for level, row in heads if row[key] >= target - tolerance)
+
+
+def results_table(result: dict[str, Any]) -> pd.DataFrame:
+    """One row per level: size, cost, speed and quality, speed-up against the deepest head."""
+    rows = result["levels"]
+    deepest = rows[max((k for k in rows if k != "ens"), key=int)]
+    table = pd.DataFrame({
+        "level": [level_name(k) for k in rows],
+        "parameters": [r["params"] for r in rows.values()],
+        "GFLOPs": [r["flops"] / 1e9 for r in rows.values()],
+        "ms per image": [r["ms_per_image"] for r in rows.values()],
+        "speed-up": [deepest["ms_per_image"] / r["ms_per_image"] for r in rows.values()],
+        "Dice": [r["dice"] for r in rows.values()],
+        "IoU": [r["iou"] for r in rows.values()],
+    })
+    if all("volume_dice_mean" in r for r in rows.values()):
+        table["volume Dice"] = [r["volume_dice_mean"] for r in rows.values()]
+    return table

@@ -1,0 +1,83 @@
+"""Pictures made from predictions: overlays, head agreement, PNG and zip files."""
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Mapping, Sequence
+
+import cv2
+import numpy as np
+
+from app.theme import LESION_RGB, TRUTH_RGB
+
+AGREE_RGB = (20, 184, 166)  # every head marks the pixel
+DISAGREE_RGB = ((253, 224, 71), (251, 146, 60), (239, 68, 68))  # some heads do: few .. most
+
+
+def foreground(probs: np.ndarray) -> np.ndarray:
+    """``(C, H, W)`` probabilities -> ``(H, W)`` probability of any foreground class."""
+    return probs[0] if probs.shape[0] == 1 else 1.0 - probs[0]
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, opacity: float = 0.45,
+            color: tuple[int, int, int] = LESION_RGB) -> np.ndarray:
+    """``image`` (H, W, C uint8) with ``mask > 0`` tinted by ``color`` and outlined."""
+    rgb = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[..., :3]
+    out = rgb.astype(np.float32)
+    region = mask > 0
+    out[region] = (1 - opacity) * out[region] + opacity * np.array(color, np.float32)
+    out = out.round().astype(np.uint8)
+    contours, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    thickness = max(1, round(max(mask.shape) / 256))
+    cv2.drawContours(out, contours, -1, color, thickness)
+    return out
+
+
+def truth_overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``image`` with a ground-truth mask in the truth colour."""
+    return overlay(image, mask, 0.4, TRUTH_RGB)
+
+
+def agreement(image: np.ndarray, masks: Sequence[np.ndarray]) -> np.ndarray:
+    """``image`` dimmed, with pixels all ``masks`` mark in ``AGREE_RGB`` and those only some mark in
+    ``DISAGREE_RGB`` (yellow: few masks, red: most)."""
+    votes = np.sum([m > 0 for m in masks], axis=0)
+    rgb = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[..., :3]
+    out = (rgb.astype(np.float32) * 0.55).round().astype(np.uint8)
+    n = len(masks)
+    out[votes == n] = AGREE_RGB
+    for v in range(1, n):
+        out[votes == v] = DISAGREE_RGB[(v - 1) * len(DISAGREE_RGB) // (n - 1)]
+    return out
+
+
+def disagreement_share(masks: Sequence[np.ndarray]) -> float:
+    """Share of pixels some but not all masks mark."""
+    votes = np.sum([m > 0 for m in masks], axis=0)
+    return float(((votes > 0) & (votes < len(masks))).mean())
+
+
+def enlarge(image: np.ndarray, min_size: int = 256) -> np.ndarray:
+    """Scale small images up (nearest neighbour, whole factors) so they show crisp on screen."""
+    factor = -(-min_size // max(image.shape[:2]))
+    if factor <= 1:
+        return image
+    return cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST)
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """An RGB (H, W, 3) or grey (H, W) uint8 image as PNG bytes."""
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
+    ok, buffer = cv2.imencode(".png", bgr)
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return buffer.tobytes()
+
+
+def zip_bytes(files: Mapping[str, bytes]) -> bytes:
+    """A zip archive holding ``{name: content}``."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()

@@ -1,0 +1,125 @@
+"""One run on the Train page: progress with ETA, live charts and validation samples."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from app.charts import epoch_loss_figure, lr_figure, quality_figure, step_loss_figure
+from app.samples import sample_predictions
+from core.checkpoint import CheckpointError
+from core.data import DataError
+from core.runs import RunInfo, describe, log_tail, progress, read_run_history
+
+POLL_SECONDS = 2.0
+STATUS = {
+    "running": ("training", ":material/directions_run:"),
+    "completed": ("completed", ":material/check_circle:"),
+    "stopped": ("stopped", ":material/stop_circle:"),
+    "early_stopping": ("stopped early: no better score for `patience` epochs", ":material/trending_flat:"),
+    "time_limit": ("stopped at its time limit", ":material/timer:"),
+    "failed": ("ended without finishing: see its log", ":material/error:"),
+}
+
+
+def format_duration(seconds: float) -> str:
+    """``75`` -> ``"1 min 15 s"``; ``4000`` -> ``"1 h 06 min"``."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def status_text(run: RunInfo) -> str:
+    """``"completed · epoch 5/5 · best score 0.912 (epoch 5)"``."""
+    parts = [STATUS[run.status][0]]
+    if run.epochs:
+        parts.append(f"epoch {run.epoch}/{run.epochs}")
+    if run.best_score is not None:
+        parts.append(f"best score {run.best_score:.3f} (epoch {run.best_epoch})")
+    return " · ".join(parts)
+
+
+def _progress_bar(events: list, alive: bool) -> None:
+    p = progress(events)
+    if p is None:
+        st.progress(0.0, text="Starting: loading the data and building the model…" if alive else "Never started")
+        return
+    text = f"Epoch {p.epoch}/{p.epochs} · step {p.step}/{p.steps} · {format_duration(p.elapsed)} elapsed"
+    if alive and p.eta is not None:
+        text += f" · about {format_duration(p.eta)} left"
+    st.progress(p.fraction, text=text)
+
+
+def _metrics(events: list) -> None:
+    epochs = [e for e in events if e.get("event") == "epoch"]
+    if not epochs:
+        return
+    last, scored = epochs[-1], [e for e in epochs if e["score"] is not None]
+    dice, iou = [e["val"]["dice"] for e in epochs], [e["val"]["iou"] for e in epochs]
+    cols = st.columns(4)
+    cols[0].metric("Validation Dice", f"{dice[-1]:.3f}", f"{dice[-1] - dice[-2]:+.3f}" if len(dice) > 1 else None,
+                   chart_data=dice)
+    cols[1].metric("Validation IoU", f"{iou[-1]:.3f}", f"{iou[-1] - iou[-2]:+.3f}" if len(iou) > 1 else None,
+                   chart_data=iou)
+    if scored:
+        best = max(scored, key=lambda e: e["score"])
+        cols[2].metric(f"Best score (epoch {best['epoch']})", f"{best['score']:.3f}",
+                       help="What best.pt maximises: volume Dice where the data has volumes (patients), else Dice")
+    cols[3].metric("Learning rate", f"{last['lr']:.1e}")
+
+
+def _charts(events: list) -> None:
+    has_steps = any(e.get("event") == "step" for e in events)
+    has_epochs = any(e.get("event") == "epoch" for e in events)
+    if not has_steps:
+        return
+    left, right = st.columns(2)
+    left.plotly_chart(step_loss_figure(events), key="chart_step_loss")
+    right.plotly_chart(lr_figure(events), key="chart_lr")
+    if not has_epochs:
+        st.caption("Loss, Dice and IoU per epoch appear when the first epoch ends.")
+        return
+    left, right = st.columns([2, 3])
+    left.plotly_chart(epoch_loss_figure(events), key="chart_epoch_loss")
+    right.plotly_chart(quality_figure(events), key="chart_quality")
+
+
+def _samples(run: RunInfo) -> None:
+    if run.last is None:
+        return
+    checkpoint = run.last
+    try:
+        samples = sample_predictions(str(checkpoint), checkpoint.stat().st_mtime)
+    except (CheckpointError, DataError, KeyError, OSError) as err:
+        st.caption(f"No validation samples: {err}")
+        return
+    st.markdown(f"**Validation samples** (last.pt, epoch {run.epoch}): image · truth · prediction")
+    for image, truth, prediction in samples:
+        cols = st.columns(3)
+        cols[0].image(image, width="stretch")
+        cols[1].image(truth, width="stretch")
+        cols[2].image(prediction, width="stretch")
+
+
+def render_run(path: Path) -> RunInfo:
+    """Everything about the run in ``path`` as it is now; returns its current state."""
+    events = read_run_history(path)
+    run = describe(path, events=events)
+    _progress_bar(events, run.alive)
+    if run.status == "failed":
+        st.error(f"Run {run.name} {STATUS['failed'][0]}.")
+        st.code(log_tail(path) or "(the log is empty)", language=None)
+    _metrics(events)
+    _charts(events)
+    _samples(run)
+    return run
+
+
+@st.fragment(run_every=POLL_SECONDS)
+def live_run(path: Path) -> None:
+    """``render_run`` every ``POLL_SECONDS``; reruns the whole page once the run ends."""
+    if not render_run(path).alive:
+        st.rerun(scope="app")

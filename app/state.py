@@ -1,0 +1,38 @@
+"""Session-state helpers: choices that survive page switches and reruns."""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import streamlit as st
+
+T = TypeVar("T")
+
+CHECKPOINT = "checkpoint"  # path (str) of the model the pages use
+RUN = "run"  # name of the run shown on the Train page
+
+
+def persistent_selectbox(
+    label: str, options: Sequence[T], name: str, format_func: Callable[[T], str] = str,
+    container: Any = None, **kwargs: Any,
+) -> T | None:
+    """A selectbox whose choice is kept in ``st.session_state[name]`` across pages.
+
+    Streamlit drops a widget's state when a page without it runs; the value is mirrored under
+    ``name`` and given back to the widget when it reappears. ``name`` may also be set by other
+    pages (for example "use this model") to preselect an option.
+    """
+    key = f"_widget_{name}"
+    wanted = st.session_state.get(name)
+    if wanted in options:
+        st.session_state[key] = wanted
+    elif st.session_state.get(key) not in options:
+        st.session_state.pop(key, None)
+    value = (container or st).selectbox(label, options, key=key, format_func=format_func, **kwargs)
+    st.session_state[name] = value
+    return value
+
+
+def session_cache(name: str) -> dict[Any, Any]:
+    """A per-session dict under ``st.session_state[name]`` for results worth keeping (evaluations)."""
+    return st.session_state.setdefault(name, {})

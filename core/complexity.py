@@ -1,0 +1,62 @@
+"""Parameters, FLOPs and measured latency per pruning level."""
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from core.inference import Level, predict_level
+from core.runtime import memory_format
+
+
+def level_module(model: nn.Module, level: Level) -> nn.Module:
+    """The standalone network that computes ``level`` (the whole model for ``"ens"``)."""
+    if level == "ens" or level == max(model.levels) or not hasattr(model, "prune"):
+        return model
+    return model.prune(level)
+
+
+def count_parameters(model: nn.Module, level: Level = "ens") -> int:
+    """Parameters used at ``level`` (heads not used at that level excluded)."""
+    module = level_module(model, level)
+    total = sum(p.numel() for p in module.parameters())
+    if module is model and level != "ens" and getattr(model, "deep_supervision", False):
+        unused = [model.head(k) for k in model.levels if k != level]
+        total -= sum(p.numel() for head in unused for p in head.parameters())
+    return total
+
+
+@torch.no_grad()
+def count_flops(model: nn.Module, level: Level, size: int) -> int:
+    """Floating-point operations (2 x multiply-adds) of one ``size x size`` image at ``level``."""
+    x = torch.zeros(1, model.in_channels, size, size, device=next(model.parameters()).device)
+    with FlopCounterMode(display=False) as counter:
+        if level == "ens":
+            model(x)
+        else:
+            model(x, level=level)
+    return int(counter.get_total_flops())
+
+
+@torch.no_grad()
+def measure_latency(
+    model: nn.Module, level: Level, size: int, batch: int = 1, dtype: torch.dtype | None = None,
+    repeats: int = 10, warmup: int = 2,
+) -> float:
+    """Median milliseconds per image for a forward pass at ``level`` (only its nodes computed)."""
+    device = next(model.parameters()).device
+    x = torch.randn(batch, model.in_channels, size, size, device=device).contiguous(memory_format=memory_format(device))
+    times = []
+    for i in range(warmup + repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        predict_level(model, x, level, dtype)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1000 / batch

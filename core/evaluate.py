@@ -1,0 +1,77 @@
+"""``python -m core.evaluate``: quality, size and speed of a checkpoint at each pruning level.
+
+Example::
+
+    python -m core.evaluate --checkpoint checkpoints/unetpp_lgg.pt \\
+        --data ../shared/data/lgg_mri/kaggle_3m --split val --json out.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from core.checkpoint import CheckpointError, load_checkpoint
+from core.data import DataError, load_source
+from core.evaluation import evaluate_model, select_split
+from core.inference import parse_level
+from core.runtime import autocast_dtype, reexec_with_tuned_malloc, select_device
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "unetpp_lgg.pt"
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The evaluation result as an aligned text table, one row per level."""
+    columns = ["dice", "iou", "volume_dice_mean", "volume_dice_median", "params", "flops", "ms_per_image"]
+    rows = result["levels"]
+    present = [c for c in columns if any(c in r for r in rows.values())]
+    lines = [f"{'level':>6} " + " ".join(f"{c:>18}" for c in present)]
+    for level, row in rows.items():
+        cells = []
+        for c in present:
+            v = row.get(c)
+            cells.append(f"{'-':>18}" if v is None else f"{v:>18,}" if c in ("params", "flops") else f"{v:>18.4f}")
+        lines.append(f"{'L' + level if level != 'ens' else 'ens':>6} " + " ".join(cells))
+    counts = f"{result['n_images']} images" + (f", {result['n_volumes']} volumes" if "n_volumes" in result else "")
+    return "\n".join(lines + [counts])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m core.evaluate", description=__doc__.split("\n")[0])
+    p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    p.add_argument("--data", required=True, help="'synthetic', a kaggle_3m folder, or an images/masks folder")
+    p.add_argument("--split", choices=["val", "train", "all"], default="val",
+                   help="the checkpoint's validation (or training) volumes, or all slices")
+    p.add_argument("--levels", nargs="+", default=None, help="levels to evaluate: 1 2 3 4 ens (default all)")
+    p.add_argument("--json", type=Path, default=None, help="write the result here")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--timing-repeats", type=int, default=10, help="forward passes timed per level (median)")
+    args = p.parse_args(argv)
+    try:
+        device = select_device(args.device)
+        model, meta = load_checkpoint(args.checkpoint, device)
+        pre = meta["preprocessing"]
+        slices = load_source(args.data, pre.get("input_size"), model.in_channels, model.num_classes)
+        slices = select_split(slices, meta, args.split)
+        levels = [parse_level(level) for level in args.levels] if args.levels else None
+        result = evaluate_model(model, meta, slices, levels, autocast_dtype(device, args.precision),
+                                args.batch_size, args.timing_repeats)
+    except (CheckpointError, DataError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    result |= {"checkpoint": str(args.checkpoint), "data": args.data, "split": args.split,
+               "device": str(device), "precision": args.precision}
+    print(format_table(result))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    reexec_with_tuned_malloc("core.evaluate")
+    sys.exit(main())

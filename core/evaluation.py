@@ -1,0 +1,66 @@
+"""Evaluate a checkpoint per pruning level: quality, size, FLOPs and latency."""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from core.complexity import count_flops, count_parameters, measure_latency
+from core.data import DataError, SliceDataset, SliceSet
+from core.inference import Level, evaluate_loader, model_levels
+
+
+def select_split(slices: SliceSet, meta: dict[str, Any], split: str) -> SliceSet:
+    """``"all"`` slices, or the checkpoint's ``"val"`` (or ``"train"``) volumes."""
+    if split == "all":
+        return slices
+    ids = (meta.get("split") or {}).get(split)
+    if not ids:
+        raise DataError(f"the checkpoint records no {split!r} split; use --split all")
+    chosen = slices.select_volumes(ids)
+    if len(chosen) == 0:
+        raise DataError(f"none of the checkpoint's {len(ids)} {split} volumes (e.g. {ids[0]}) are in this data")
+    return chosen
+
+
+def evaluate_model(
+    model: nn.Module, meta: dict[str, Any], slices: SliceSet, levels: Sequence[Level] | None = None,
+    dtype: torch.dtype | None = None, batch_size: int = 8, timing_repeats: int = 10,
+    progress: Callable[[float, str], None] | None = None,
+) -> dict[str, Any]:
+    """Metrics of ``levels`` (default: all) on ``slices``, plus params, FLOPs and ms per image.
+
+    The result is what ``python -m core.evaluate --json`` writes.
+    """
+    available = model_levels(model)
+    levels = list(levels or available)
+    for level in levels:
+        if level not in available:
+            raise ValueError(f"level {level} not available; this model has {available}")
+    loader = DataLoader(SliceDataset(slices), batch_size)
+    volumes = slices.volumes if slices.has_volumes else None
+    if progress:
+        progress(0.0, "segmenting")
+    quality = evaluate_loader(model, loader, meta["preprocessing"], volumes, dtype)["levels"]
+    size = meta["preprocessing"].get("input_size") or slices.images.shape[1]
+    result: dict[str, Any] = {"levels": {}, "n_images": len(slices)}
+    for i, level in enumerate(levels):
+        if progress:
+            progress((i + 1) / (len(levels) + 1), f"timing level {level}")
+        row = dict(quality[level])
+        row.pop("n_images", None)
+        row.pop("n_volumes", None)
+        row |= {
+            "params": count_parameters(model, level),
+            "flops": count_flops(model, level, size),
+            "ms_per_image": measure_latency(model, level, size, 1, dtype, repeats=timing_repeats),
+        }
+        result["levels"][str(level)] = row
+    if volumes is not None:
+        result["n_volumes"] = len(set(volumes))
+    if progress:
+        progress(1.0, "done")
+    return result

@@ -1,0 +1,74 @@
+"""The three CLIs end to end on synthetic data, and their error messages."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import LGG, requires_lgg, write_png
+from core import evaluate, predict, train
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("cli") / "run"
+    assert train.main(["--data", "synthetic", "--epochs", "2", "--width", "4", "--size", "64", "--out", str(run)]) == 0
+    return run / "best.pt"
+
+
+def test_evaluate_writes_every_level(checkpoint: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "eval.json"
+    code = evaluate.main(["--checkpoint", str(checkpoint), "--data", "synthetic", "--json", str(out), "--timing-repeats", "2"])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert list(result["levels"]) == ["1", "2", "3", "4", "ens"]
+    for row in result["levels"].values():
+        assert {"dice", "iou", "volume_dice_mean", "volume_dice_median", "params", "flops", "ms_per_image"} <= set(row)
+        assert 0 <= row["dice"] <= 1 and row["ms_per_image"] > 0
+    params = [result["levels"][k]["params"] for k in "1234"]
+    flops = [result["levels"][k]["flops"] for k in "1234"]
+    assert params == sorted(params) and flops == sorted(flops) and len(set(flops)) == 4
+    assert result["n_volumes"] == 2 and result["n_images"] == 32  # the checkpoint's validation patients only
+    table = capsys.readouterr().out
+    assert "L1" in table and "ens" in table and "32 images, 2 volumes" in table
+
+
+def test_evaluate_selected_levels_and_all_split(checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "eval.json"
+    assert evaluate.main(["--checkpoint", str(checkpoint), "--data", "synthetic", "--split", "all",
+                          "--levels", "2", "ens", "--json", str(out), "--timing-repeats", "1"]) == 0
+    result = json.loads(out.read_text())
+    assert list(result["levels"]) == ["2", "ens"] and result["n_images"] == 192
+
+
+def test_predict_writes_one_mask_per_input(checkpoint: Path, tmp_path: Path, capsys) -> None:
+    a = write_png(tmp_path / "in" / "a.png", np.full((70, 90, 3), 80, np.uint8))
+    b = write_png(tmp_path / "in" / "b.jpg", np.full((64, 64), 30, np.uint8))
+    assert predict.main(["--checkpoint", str(checkpoint), "--level", "2", str(a), str(b), "--out", str(tmp_path / "out")]) == 0
+    mask = cv2.imread(str(tmp_path / "out" / "a_mask.png"), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == (70, 90) and set(np.unique(mask)) <= {0, 255}
+    assert (tmp_path / "out" / "b_mask.png").exists()
+    assert "a.png ->" in capsys.readouterr().out
+
+
+def test_cli_errors_are_one_clear_line(checkpoint: Path, tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG broken")
+    assert predict.main(["--checkpoint", str(checkpoint), str(bad), "--out", str(tmp_path / "o")]) == 1
+    assert f"error: {bad}: not a readable image" in capsys.readouterr().err
+    assert evaluate.main(["--checkpoint", str(tmp_path / "nope.pt"), "--data", "synthetic"]) == 2
+    assert "nope.pt: no such checkpoint file" in capsys.readouterr().err
+    assert train.main(["--data", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    assert "not a data folder" in capsys.readouterr().err
+    assert evaluate.main(["--checkpoint", str(checkpoint), "--data", "synthetic", "--levels", "7"]) == 2
+    assert "level 7 not available" in capsys.readouterr().err
+
+
+@requires_lgg
+def test_predict_on_a_real_lgg_slice(checkpoint: Path, tmp_path: Path) -> None:
+    slice_path = LGG / "TCGA_CS_4941_19960909" / "TCGA_CS_4941_19960909_12.tif"
+    assert predict.main(["--checkpoint", str(checkpoint), str(slice_path), "--out", str(tmp_path)]) == 0
+    assert cv2.imread(str(tmp_path / "TCGA_CS_4941_19960909_12_mask.png"), 0).shape == (256, 256)
