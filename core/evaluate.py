@@ -15,7 +15,7 @@ from typing import Any
 
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.data import DataError, load_source
-from core.evaluation import evaluate_model, select_split
+from core.evaluation import evaluate_model, select_split, split_ids
 from core.inference import parse_level
 from core.runtime import autocast_dtype, reexec_with_tuned_malloc, select_device
 
@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         device = select_device(args.device)
         model, meta = load_checkpoint(args.checkpoint, device)
         pre = meta["preprocessing"]
-        slices = load_source(args.data, pre.get("input_size"), model.in_channels, model.num_classes)
+        wanted = split_ids(meta, args.split)
+        slices = load_source(args.data, pre.get("input_size"), model.in_channels, model.num_classes, wanted)
         slices = select_split(slices, meta, args.split)
         levels = [parse_level(level) for level in args.levels] if args.levels else None
         result = evaluate_model(model, meta, slices, levels, autocast_dtype(device, args.precision),

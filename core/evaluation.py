@@ -13,13 +13,21 @@ from core.data import DataError, SliceDataset, SliceSet
 from core.inference import Level, evaluate_loader, model_levels
 
 
-def select_split(slices: SliceSet, meta: dict[str, Any], split: str) -> SliceSet:
-    """``"all"`` slices, or the checkpoint's ``"val"`` (or ``"train"``) volumes."""
+def split_ids(meta: dict[str, Any], split: str) -> list[str] | None:
+    """The checkpoint's ``"val"`` or ``"train"`` volume ids; None for ``"all"``."""
     if split == "all":
-        return slices
+        return None
     ids = (meta.get("split") or {}).get(split)
     if not ids:
         raise DataError(f"the checkpoint records no {split!r} split; use --split all")
+    return ids
+
+
+def select_split(slices: SliceSet, meta: dict[str, Any], split: str) -> SliceSet:
+    """``"all"`` slices, or the checkpoint's ``"val"`` (or ``"train"``) volumes."""
+    ids = split_ids(meta, split)
+    if ids is None:
+        return slices
     chosen = slices.select_volumes(ids)
     if len(chosen) == 0:
         raise DataError(f"none of the checkpoint's {len(ids)} {split} volumes (e.g. {ids[0]}) are in this data")

@@ -44,6 +44,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--empty-fraction", type=float, default=d.empty_fraction,
                    help="share of slices with an empty mask drawn each epoch (all non-empty ones always are)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop after the epoch that would pass this time")
+    p.add_argument("--max-volumes", type=int, default=None,
+                   help="use only the first N volumes (patients), sorted by id: for quick tries")
     p.add_argument("--in-channels", type=int, default=d.in_channels)
     p.add_argument("--num-classes", type=int, default=d.num_classes, help=">1: softmax over class-index masks")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")

@@ -1,6 +1,7 @@
 """A plain folder: ``images/`` and ``masks/`` holding files with the same names."""
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 from core.data.errors import DataError
@@ -37,9 +38,13 @@ def list_pairs(root: Path) -> list[tuple[Path, Path]]:
     return [(images[s], masks[s]) for s in sorted(images)]
 
 
-def load_folder(root: Path, size: int | None = None, channels: int = 3, num_classes: int = 1) -> SliceSet:
-    """Decode an images/masks folder; each image is its own volume."""
-    pairs = list_pairs(root)
+def load_folder(
+    root: Path, size: int | None = None, channels: int = 3, num_classes: int = 1, volumes: Collection[str] | None = None
+) -> SliceSet:
+    """Decode an images/masks folder; each image is its own volume (``volumes`` selects by name)."""
+    pairs = [p for p in list_pairs(root) if volumes is None or p[0].stem in volumes]
+    if volumes is not None and not pairs:
+        raise DataError(f"{root}: none of the {len(volumes)} requested volumes (e.g. {next(iter(volumes), '')}) are here")
     items = [(img.stem, img.stem, str(mask)) for img, mask in pairs]
     return decode_all(
         items, lambda i: (read_image(pairs[i][0], channels), read_mask(pairs[i][1], num_classes)), size,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from pathlib import Path
 
 from core.data.errors import DataError
@@ -42,9 +43,14 @@ def list_lgg(root: Path) -> list[tuple[str, int, Path, Path]]:
     return found
 
 
-def load_lgg(root: Path, size: int | None = None) -> SliceSet:
-    """Decode all LGG slices (RGB = pre-contrast, FLAIR, post-contrast) and masks into a ``SliceSet``."""
-    entries = list_lgg(root)
+def load_lgg(root: Path, size: int | None = None, volumes: Collection[str] | None = None) -> SliceSet:
+    """Decode LGG slices (RGB = pre-contrast, FLAIR, post-contrast) and masks into a ``SliceSet``.
+
+    ``volumes`` limits decoding to those patients.
+    """
+    entries = [e for e in list_lgg(root) if volumes is None or e[0] in volumes]
+    if volumes is not None and not entries:
+        raise DataError(f"{root}: none of the {len(volumes)} requested volumes (e.g. {next(iter(volumes), '')}) are here")
     items = [(patient, f"{patient}_{n}", str(mask)) for patient, n, _, mask in entries]
     return decode_all(
         items, lambda i: (read_image(entries[i][2], 3), read_mask(entries[i][3])), size,

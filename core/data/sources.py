@@ -1,6 +1,7 @@
 """One entry point for every data source, and the patient-level split."""
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -14,22 +15,27 @@ from core.data.synthetic import make_synthetic
 SYNTHETIC = "synthetic"
 
 
-def load_source(source: str | Path, size: int | None = None, channels: int = 3, num_classes: int = 1) -> SliceSet:
+def load_source(
+    source: str | Path, size: int | None = None, channels: int = 3, num_classes: int = 1,
+    volumes: Collection[str] | None = None,
+) -> SliceSet:
     """Load ``"synthetic"``, a ``kaggle_3m`` folder, or an ``images/``+``masks/`` folder.
 
-    ``size`` resizes every slice to ``size x size`` (None keeps the files' size).
+    ``size`` resizes every slice to ``size x size`` (None keeps the files' size); ``volumes``
+    decodes only those volumes (patients), e.g. a checkpoint's validation split.
     """
     if str(source) == SYNTHETIC:
-        return make_synthetic(size=size or 128)
+        synthetic = make_synthetic(size=size or 128)
+        return synthetic if volumes is None else synthetic.select_volumes(volumes)
     root = Path(source).expanduser()
     if not root.exists():
         raise DataError(f"{root}: no such folder")
     if is_image_mask_folder(root):
-        return load_folder(root, size, channels, num_classes)
+        return load_folder(root, size, channels, num_classes, volumes)
     if is_lgg_folder(root):
         if channels != 3 or num_classes != 1:
             raise DataError(f"{root}: LGG slices have 3 channels and binary masks")
-        return load_lgg(root, size)
+        return load_lgg(root, size, volumes)
     raise DataError(
         f"{root}: not a data folder. Expected either images/ and masks/ sub-folders with same-named "
         "files, or the Kaggle LGG layout <patient>/<patient>_<n>.tif with <patient>_<n>_mask.tif"

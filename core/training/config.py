@@ -28,6 +28,7 @@ class TrainConfig:
     patience: int = 10
     empty_fraction: float = 1.0
     max_minutes: float | None = None
+    max_volumes: int | None = None
     in_channels: int = 3
     num_classes: int = 1
     resume: bool = False

@@ -66,6 +66,8 @@ class Trainer:
         self.dtype = autocast_dtype(self.device, c.precision)
         resume_state = self._resume_state()
         slices = self._data if self._data is not None else load_source(c.data, c.size, c.in_channels, c.num_classes)
+        if c.max_volumes:
+            slices = slices.select_volumes(sorted(set(slices.volumes))[: c.max_volumes])
         if resume_state:
             train_ids, val_ids = resume_state["split"]["train"], resume_state["split"]["val"]
         else:
