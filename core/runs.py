@@ -83,17 +83,22 @@ def _process_alive(pid: int) -> bool:
         return True  # no /proc (macOS): os.kill is all we know
 
 
-def _trainer_out(pid: int) -> Path | None:
-    """The resolved ``--out`` of a ``python -m core.train`` process, or None for other processes.
-
-    Needs ``/proc`` (Linux); elsewhere every live pid is trusted to be the trainer.
-    """
+def _cmdline(pid: int) -> list[str] | None:
+    """The argv of ``pid``; None where unknown (no ``/proc``, or an exec in progress leaves it empty)."""
     try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return None
+    return raw.decode(errors="replace").split("\0") if raw else None
+
+
+def _trainer_out(pid: int, argv: list[str]) -> Path | None:
+    """The resolved ``--out`` of ``pid`` if its ``argv`` is ``python -m core.train``, else None."""
     if "core.train" not in argv:
+        return None
+    try:
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
         return None
     out = argv[argv.index("--out") + 1] if "--out" in argv[:-1] else TrainConfig.out
     return (cwd / out).resolve()
@@ -106,10 +111,10 @@ def _trainer_pids() -> dict[Path, int]:
     if not proc.is_dir():
         return found
     for entry in proc.iterdir():
-        if entry.name.isdigit():
-            out = _trainer_out(int(entry.name))
-            if out is not None and _process_alive(int(entry.name)):
-                found[out] = int(entry.name)
+        argv = _cmdline(int(entry.name)) if entry.name.isdigit() else None
+        out = _trainer_out(int(entry.name), argv) if argv else None
+        if out is not None and _process_alive(int(entry.name)):
+            found[out] = int(entry.name)
     return found
 
 
@@ -125,10 +130,8 @@ def run_pid(run: Path, trainers: dict[Path, int] | None = None) -> int | None:
     except (OSError, ValueError):
         pid = None
     if pid is not None and _process_alive(pid):
-        out = _trainer_out(pid)
-        if out is None and not Path("/proc").is_dir():
-            return pid
-        if out == run:
+        argv = _cmdline(pid)
+        if argv is None or _trainer_out(pid, argv) == run:
             return pid
     return (_trainer_pids() if trainers is None else trainers).get(run)
 

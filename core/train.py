@@ -4,12 +4,14 @@ Example::
 
     python -m core.train --data synthetic --epochs 2 --width 8 --size 64 --out /tmp/r
     python -m core.train --data ../shared/data/lgg_mri/kaggle_3m --out runs/lgg --epochs 30
+    python -m core.train --out runs/lgg --resume --epochs 40
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from core.checkpoint import CheckpointError
 from core.data import DataError
@@ -18,7 +20,10 @@ from core.training.config import TrainConfig
 from core.training.trainer import Trainer
 
 
-def parse_args(argv: list[str] | None = None) -> TrainConfig:
+_UNSET = object()
+
+
+def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()
     p = argparse.ArgumentParser(prog="python -m core.train", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -48,8 +53,22 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
                    help="use only the first N volumes (patients), sorted by id: for quick tries")
     p.add_argument("--in-channels", type=int, default=d.in_channels)
     p.add_argument("--num-classes", type=int, default=d.num_classes, help=">1: softmax over class-index masks")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
-    return TrainConfig(**vars(p.parse_args(argv)))
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last.pt, with its saved settings (flags given override them)")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    """Flags -> ``TrainConfig``. With ``--resume`` the run's ``config.json`` supplies every flag not given."""
+    parser = build_parser()
+    defaults = vars(parser.parse_args([]))
+    parsed = parser.parse_args(argv, argparse.Namespace(**dict.fromkeys(defaults, _UNSET)))
+    given = {k: v for k, v in vars(parsed).items() if v is not _UNSET}
+    base = defaults
+    saved = Path(given.get("out", defaults["out"])) / "config.json"
+    if given.get("resume") and saved.exists():
+        base = TrainConfig.from_dict(json.loads(saved.read_text())).to_dict()
+    return TrainConfig.from_dict({**base, **given})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from core.checkpoint import load_checkpoint, read_checkpoint
+from core.train import parse_args
 from core.data.synthetic import make_synthetic
 from core.training.config import TrainConfig
 from core.training.history import read_history
@@ -86,7 +87,7 @@ def test_sigterm_saves_last_and_resume_continues_the_same_history(tmp_path: Path
     done = events[-1]["epoch"]
     assert done >= 1 and read_checkpoint(run / "last.pt")["epoch"] == done
 
-    proc = train_cli(*args, "--epochs", str(done + 2), "--resume")
+    proc = train_cli("--out", str(run), "--epochs", str(done + 2), "--resume")  # the rest from config.json
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     events = read_history(run / "history.jsonl")
@@ -95,3 +96,13 @@ def test_sigterm_saves_last_and_resume_continues_the_same_history(tmp_path: Path
     steps = [(e["epoch"], e["step"]) for e in events if e["event"] == "step"]
     assert len(steps) == len(set(steps)), "a partial epoch's steps were kept twice"
     assert read_checkpoint(run / "last.pt")["epoch"] == done + 2
+    assert json.loads((run / "config.json").read_text())["width"] == 4
+
+
+def test_resume_takes_saved_settings_and_given_flags_override(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(TrainConfig(out=str(run), width=4, size=32, epochs=3).to_dict()))
+    config = parse_args(["--out", str(run), "--resume", "--epochs", "9"])
+    assert (config.width, config.size, config.epochs, config.resume) == (4, 32, 9, True)
+    assert parse_args(["--out", str(run), "--width", "12"]).size == TrainConfig().size

@@ -1,0 +1,245 @@
+"""Every page of the Streamlit app through ``streamlit.testing.v1.AppTest``, plus the app's helpers."""
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app.evaluation import recommend
+from app.images import agreement, enlarge, overlay, zip_bytes
+from app.segmentation import unique_stems
+from core.data.synthetic import make_synthetic
+from core.runs import read_run_history
+from core.training.config import TrainConfig
+from core.training.trainer import Trainer
+
+APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
+TIMEOUT = 60
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A runs folder holding one finished tiny UNet++ run (``tiny``) trained in-process."""
+    runs = tmp_path_factory.mktemp("runs")
+    Trainer(TrainConfig(data="synthetic", width=4, size=32, epochs=2, out=str(runs / "tiny"))).fit()
+    return runs
+
+
+@pytest.fixture
+def studio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty studio: no runs, no shipped model; training children use one thread."""
+    monkeypatch.setenv("UNETPP_STUDIO_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("UNETPP_STUDIO_CHECKPOINT", str(tmp_path / "shipped.pt"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    return tmp_path
+
+
+@pytest.fixture
+def with_run(studio: Path, trained: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The studio with the trained ``tiny`` run in its runs folder."""
+    monkeypatch.setenv("UNETPP_STUDIO_RUNS", str(trained))
+    return trained / "tiny"
+
+
+def page(name: str | None = None) -> AppTest:
+    """Run the app (Home) or one of its pages, and check that nothing raised."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    if name:
+        at.switch_page(f"pages/{name}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def by_label(widgets: Iterable, label: str):
+    """The widget with this label."""
+    matches = [w for w in widgets if w.label == label]
+    assert matches, f"no widget labelled {label!r} among {[w.label for w in widgets]}"
+    return matches[0]
+
+
+def texts(elements: Iterable) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def png(image: np.ndarray, ext: str = ".png") -> bytes:
+    return cv2.imencode(ext, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))[1].tobytes()
+
+
+# -- Home --------------------------------------------------------------------------------------
+def test_home_on_first_launch_explains_and_links(studio: Path) -> None:
+    at = page()
+    assert at.title[0].value == "UNet++ Studio"
+    assert "not installed yet" in texts(at.info)
+    assert len(at.get("plotly_chart")) == 1
+    links = {link.proto.page for link in at.get("page_link")}
+    assert {"pages/1_Train.py", "pages/2_Compare.py", "pages/3_Segment.py"} <= links
+    assert "L4 computes 15 of 15 nodes" in texts(at.caption)
+    at.get("button_group")[0].set_value(2).run()
+    assert "L2 computes 6 of 15 nodes" in texts(at.caption)
+
+
+def test_home_shows_the_shipped_model_and_its_metrics(studio: Path, trained: Path) -> None:
+    shutil.copy(trained / "tiny" / "best.pt", studio / "shipped.pt")
+    at = page()
+    assert not at.info
+    assert {m.label for m in at.metric} >= {"Dice", "IoU", "Volume Dice"}
+    table = at.dataframe[0].value
+    assert list(table["level"]) == ["L1", "L2", "L3", "L4", "ensemble"]
+    assert table["parameters"].is_monotonic_increasing
+
+
+def test_home_falls_back_to_a_runs_model(with_run: Path) -> None:
+    at = page()
+    assert "not installed yet" in texts(at.info)
+    assert "Run tiny" in texts(at.markdown)
+    assert len(at.dataframe[0].value) == 5
+
+
+# -- Train -------------------------------------------------------------------------------------
+def test_train_form_offers_every_option(studio: Path) -> None:
+    at = page("1_Train")
+    assert "No runs yet" in texts(at.info)
+    assert {w.label for w in at.number_input} == {"Width", "Input size", "Epochs", "Batch size", "Learning rate"}
+    assert by_label(at.selectbox, "Data").options[0].startswith("Synthetic")
+    assert by_label(at.selectbox, "Architecture").options == ["UNet++", "U-Net"]
+    assert by_label(at.checkbox, "Deep supervision").value is True
+    assert by_label(at.slider, "Loss alpha").value == 0.5
+    assert by_label(at.number_input, "Width").value == 8 and by_label(at.number_input, "Input size").value == 64
+
+
+def test_train_rejects_a_wrong_folder_and_a_bad_name(studio: Path) -> None:
+    at = page("1_Train")
+    by_label(at.selectbox, "Data").set_value("Kaggle LGG folder (kaggle_3m)")
+    by_label(at.text_input, "Data folder").set_value(str(studio / "nowhere"))
+    at.button[0].click().run()
+    assert "not a kaggle lgg folder" in texts(at.error)
+    by_label(at.text_input, "Run name").set_value("../escape")
+    at.button[0].click().run()
+    assert "not a usable run name" in texts(at.error)
+    assert not (studio / "runs").exists() or not any((studio / "runs").iterdir())
+
+
+def test_train_page_runs_a_training_to_the_end(studio: Path) -> None:
+    at = page("1_Train")
+    by_label(at.text_input, "Run name").set_value("apptest")
+    by_label(at.number_input, "Width").set_value(4)
+    by_label(at.number_input, "Input size").set_value(32)
+    by_label(at.number_input, "Epochs").set_value(2)
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    run = studio / "runs" / "apptest"
+    assert (run / "pid").is_file()
+    assert by_label(at.selectbox, "Run").value == "apptest"
+    deadline = time.monotonic() + 120
+    while "completed" not in texts(at.markdown):
+        assert time.monotonic() < deadline, "the run did not complete in 120 s"
+        time.sleep(1)
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+    assert read_run_history(run)[-1]["reason"] == "completed"
+    assert {m.label for m in at.metric} >= {"Validation Dice", "Validation IoU", "Learning rate"}
+    titles = {c.proto.figure.spec and __import__("json").loads(c.proto.figure.spec)["layout"]["title"]["text"]
+              for c in at.get("plotly_chart")}
+    assert {"Step loss", "Learning rate", "Loss per epoch", "Validation quality per head"} <= titles
+    assert len(at.get("imgs")) == 3 * 3  # three validation samples: image, truth, prediction
+    assert [b.label for b in at.get("download_button")] == ["best.pt"]
+    assert "apptest" in set(at.dataframe[0].value["run"])
+
+    # a second run into the same folder is refused with a clear message
+    by_label(at.text_input, "Run name").set_value("apptest")
+    at.button[0].click().run()
+    assert "exists already" in texts(at.error)
+
+
+# -- Compare -----------------------------------------------------------------------------------
+def test_compare_shows_every_level(with_run: Path) -> None:
+    at = page("2_Compare")
+    assert by_label(at.radio, "Evaluation data").value == "The model's validation split"
+    evaluate = [b for b in at.button if b.label.startswith("Evaluate every level")][0]
+    evaluate.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = at.dataframe[0].value
+    assert list(table["level"]) == ["L1", "L2", "L3", "L4", "ensemble"]
+    assert (table["ms per image"] > 0).all() and table["parameters"].is_monotonic_increasing
+    assert "Use L" in texts(at.success)
+    assert len(at.get("plotly_chart")) == 1
+    captions = [c for img in at.get("imgs") for c in [i.caption for i in img.proto.imgs]]
+    assert captions[:2] == ["Input", "Ground truth"]
+    assert [c.split(" ·")[0] for c in captions[2:]] == ["L1", "L2", "L3", "L4", "Disagreement"]
+
+    by_label(at.radio, "Evaluation data").set_value("Synthetic demo").run()
+    assert "192 images" in [b.label for b in at.button][0]
+
+
+# -- Segment -----------------------------------------------------------------------------------
+def test_segment_without_a_model_points_to_train(studio: Path) -> None:
+    at = page("3_Segment")
+    assert "No model yet" in texts(at.sidebar.info if hasattr(at.sidebar, "info") else at.info)
+    assert not at.get("file_uploader")
+
+
+def test_segment_an_uploaded_lgg_like_tiff(with_run: Path) -> None:
+    at = page("3_Segment")
+    assert by_label(at.selectbox, "Level").value == 4
+    phantom = make_synthetic(n_volumes=1, slices_per_volume=1, size=256, seed=3, lesion_fraction=1.0)
+    at.get("file_uploader")[0].upload("slice_1.tif", png(phantom.images[0], ".tif"), "image/tiff")
+    at.run()
+    assert not at.exception and not at.error
+    assert [s.value for s in at.subheader] == ["slice_1.tif"]
+    assert len(at.get("imgs")) == 1 and len(at.get("plotly_chart")) == 1
+    assert {m.label for m in at.metric} == {"Lesion area", "Share of the image"}
+    assert [b.label for b in at.get("download_button")] == ["Mask PNG", "Overlay PNG"]
+    by_label(at.selectbox, "Level").set_value(1)
+    by_label(at.slider, "Threshold").set_value(0.95).run()
+    assert not at.exception and "L1 at threshold 0.95" in at.get("imgs")[0].proto.imgs[0].caption
+
+
+def test_segment_several_files_names_the_bad_ones(with_run: Path) -> None:
+    at = page("3_Segment")
+    image = make_synthetic(n_volumes=1, slices_per_volume=1, size=64, seed=1).images[0]
+    huge = np.zeros((5001, 5001), np.uint8)
+    uploader = at.get("file_uploader")[0]
+    uploader.set_value([
+        ("a.png", png(image), "image/png"), ("a.jpg", png(image, ".jpg"), "image/jpeg"),
+        ("notes.png", b"not an image at all", "image/png"), ("empty.tif", b"", "image/tiff"),
+        ("huge.png", cv2.imencode(".png", huge)[1].tobytes(), "image/png"),
+    ])
+    at.run()
+    assert not at.exception
+    errors = texts(at.error)
+    assert "notes.png: not a readable image" in errors
+    assert "empty.tif: the file is empty" in errors
+    assert "huge.png: 5001×5001 pixels is over the limit" in errors
+    assert list(at.dataframe[0].value["file"]) == ["a.png", "a.jpg"]
+    labels = [b.label for b in at.get("download_button")]
+    assert labels[0].startswith("Download all masks and overlays (2 images")
+    assert labels.count("Mask PNG") == 2
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def test_recommend_picks_the_smallest_level_within_one_dice_point() -> None:
+    def result(*scores: float) -> dict:
+        return {"levels": {str(i + 1): {"dice": s} for i, s in enumerate(scores)} | {"ens": {"dice": 0.99}}}
+    assert recommend(result(0.80, 0.895, 0.90, 0.90)) == "2"
+    assert recommend(result(0.80, 0.85, 0.88, 0.90)) == "4"
+    assert recommend(result(0.91, 0.85, 0.88, 0.90)) == "1"
+    assert recommend({"levels": {"4": {"dice": 0.9}}}) is None
+
+
+def test_image_helpers() -> None:
+    image = np.full((8, 8, 3), 100, np.uint8)
+    mask = np.zeros((8, 8), np.uint8)
+    mask[2:6, 2:6] = 255
+    tinted = overlay(image, mask, opacity=1.0)
+    assert (tinted[4, 4] != image[4, 4]).any() and (tinted[0, 0] == image[0, 0]).all()
+    votes = agreement(image, [mask, mask, np.zeros_like(mask), np.zeros_like(mask)])
+    assert (votes[4, 4] != votes[0, 0]).any()
+    assert enlarge(image, 256).shape == (256, 256, 3)
+    assert unique_stems(["a.png", "a.tif", "a_2.png", "b.png"]) == ["a", "a_2", "a_2_2", "b"]
+    assert zip_bytes({"x.txt": b"1"})[:2] == b"PK"
