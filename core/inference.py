@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.data.slices import resize_image
 from core.losses import probabilities
 from core.metrics import SegmentationMetrics
 from core.runtime import autocast, memory_format
@@ -124,9 +125,7 @@ def segment_image(
     """
     h, w = image.shape[:2]
     size = preprocessing.get("input_size")
-    resized = image if not size or (h, w) == (size, size) else cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if h > size else cv2.INTER_LINEAR)
-    if resized.ndim == 2:
-        resized = resized[..., None]
+    resized = resize_image(image, size) if size else image
     probs = predict_images(model, resized[None], preprocessing, level, dtype)[0]
     if probs.shape[1:] != (h, w):
         probs = np.stack([cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR) for p in probs])

@@ -46,15 +46,20 @@ class SliceSet:
         return self.masks.reshape(len(self), -1).max(1) > 0
 
 
-def resize_pair(image: np.ndarray, mask: np.ndarray, size: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Resize an image (area/linear) and its mask (nearest) to ``size x size``; no-op for None."""
-    if size is None or image.shape[:2] == (size, size):
-        return image, mask
+def resize_image(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize ``(H, W, C)`` to ``(size, size, C)``: area averaging to shrink, bilinear to enlarge."""
+    if image.shape[:2] == (size, size):
+        return image
     shrink = image.shape[0] > size
     resized = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-    if resized.ndim == 2:
-        resized = resized[..., None]
-    return resized, cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
+    return resized[..., None] if resized.ndim == 2 else resized
+
+
+def resize_pair(image: np.ndarray, mask: np.ndarray, size: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Resize an image and its mask (nearest neighbour) to ``size x size``; no-op for None."""
+    if size is None or image.shape[:2] == (size, size):
+        return image, mask
+    return resize_image(image, size), cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
 
 
 def decode_all(
