@@ -86,7 +86,7 @@ def architecture_figure(level: int, depth: int = 4) -> go.Figure:
                 "color": [PRIMARY if n in lit else SOFT for n in all_nodes]},
     ))
     fig.update_layout(
-        height=330, margin={"l": 10, "r": 10, "t": 10, "b": 10}, plot_bgcolor="rgba(0,0,0,0)",
+        height=400, margin={"l": 10, "r": 10, "t": 10, "b": 10}, plot_bgcolor="rgba(0,0,0,0)",
         xaxis={"visible": False, "range": [-0.8, 2 * depth + 0.8]},
         yaxis={"visible": False, "range": [-depth - 0.6, 1.5], "scaleanchor": "x", "scaleratio": 1.4},
     )

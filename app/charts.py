@@ -29,6 +29,12 @@ def _layout(fig: go.Figure, title: str, height: int = 300, **kwargs: Any) -> go.
     return fig
 
 
+def _epoch_axis(fig: go.Figure, epochs: int) -> go.Figure:
+    """Whole-number epoch ticks."""
+    fig.update_xaxes(title_text="epoch", tick0=1, dtick=max(1, round(epochs / 8)))
+    return fig
+
+
 def _of(events: list[Event], kind: str) -> list[Event]:
     return [e for e in events if e.get("event") == kind]
 
@@ -67,13 +73,13 @@ def epoch_loss_figure(events: list[Event]) -> go.Figure:
         go.Scatter(x=x, y=[e["val_loss"] for e in epochs], mode="lines+markers", name="validation",
                    line={"color": PRIMARY}),
     ])
-    return _layout(fig, "Loss per epoch", xaxis_title="epoch", yaxis_title="loss")
+    return _epoch_axis(_layout(fig, "Loss per epoch", yaxis_title="loss"), len(x))
 
 
 def quality_figure(events: list[Event]) -> go.Figure:
     """Validation Dice and IoU per epoch, one line per deep-supervision head and the ensemble."""
     epochs = _of(events, "epoch")
-    fig = make_subplots(1, 2, subplot_titles=("Dice", "IoU"), horizontal_spacing=0.08)
+    fig = make_subplots(1, 2, horizontal_spacing=0.14)
     levels = list(epochs[-1]["val_levels"]) if epochs else []
     for level in levels:
         x = [e["epoch"] for e in epochs if level in e["val_levels"]]
@@ -83,9 +89,14 @@ def quality_figure(events: list[Event]) -> go.Figure:
                 mode="lines+markers", name=level_name(level), legendgroup=level, showlegend=col == 1,
                 line={"color": level_color(level), "dash": "dot" if level == "ens" else "solid"},
             ), 1, col)
-    fig.update_xaxes(title_text="epoch")
-    fig.update_yaxes(range=[0, 1])
-    return _layout(fig, "Validation quality per head", height=320)
+    _epoch_axis(fig, len(epochs))
+    fig.update_yaxes(range=[0, 1.02])
+    fig.update_yaxes(title_text="Dice", col=1)
+    fig.update_yaxes(title_text="IoU", col=2)
+    fig = _layout(fig, "Validation quality per head", height=320)
+    fig.update_layout(legend={"orientation": "v", "y": 0.5, "yanchor": "middle", "x": 1.02, "xanchor": "left"},
+                      margin={"r": 90})
+    return fig
 
 
 def lr_figure(events: list[Event]) -> go.Figure:
@@ -104,7 +115,8 @@ def runs_figure(histories: Mapping[str, list[Event]], metric: str) -> go.Figure:
         epochs = _of(events, "epoch")
         fig.add_trace(go.Scatter(x=[e["epoch"] for e in epochs], y=[value(e) for e in epochs],
                                  mode="lines+markers", name=name))
-    return _layout(fig, f"{metric.capitalize()} per epoch", height=340, xaxis_title="epoch", yaxis_title=metric)
+    longest = max((len(_of(events, "epoch")) for events in histories.values()), default=1)
+    return _epoch_axis(_layout(fig, f"{metric.capitalize()} per epoch", height=340, yaxis_title=metric), longest)
 
 
 def quality_latency_figure(rows: Mapping[str, Mapping[str, float]], metric: str, metric_label: str) -> go.Figure:
@@ -114,7 +126,7 @@ def quality_latency_figure(rows: Mapping[str, Mapping[str, float]], metric: str,
     for level, row in rows.items():
         fig.add_trace(go.Scatter(
             x=[row["ms_per_image"]], y=[row[metric]], mode="markers+text", name=level_name(level),
-            text=[level_name(level)], textposition="top center",
+            text=[level_name(level)], textposition="bottom center" if level == "ens" else "top center",
             marker={"size": 14 + 30 * np.sqrt(row["params"] / largest), "color": level_color(level),
                     "line": {"width": 1, "color": "white"}},
             hovertemplate=f"{level_name(level)}<br>%{{x:.2f}} ms per image<br>{metric_label} %{{y:.4f}}"
@@ -125,6 +137,21 @@ def quality_latency_figure(rows: Mapping[str, Mapping[str, float]], metric: str,
                    xaxis_title="ms per image on this machine", yaxis_title=metric_label)
 
 
+def cost_figure(rows: Mapping[str, Mapping[str, float]]) -> go.Figure:
+    """Parameters, FLOPs and latency of each level as a share of the deepest head's."""
+    deepest = rows[max((k for k in rows if k != "ens"), key=int)]
+    levels = list(rows)
+    fig = go.Figure([
+        go.Bar(x=[level_name(k) for k in levels], y=[100 * rows[k][key] / deepest[key] for k in levels], name=label,
+               marker_color=color, hovertemplate=f"{label}: %{{y:.1f}} %<extra></extra>")
+        for key, label, color in (("params", "parameters", "#94c9c0"), ("flops", "FLOPs", "#1f7f73"),
+                                  ("ms_per_image", "latency", "#d97706"))
+    ])
+    fig.update_layout(barmode="group", hovermode="x unified")
+    return _layout(fig, f"Cost against {level_name(max((k for k in rows if k != 'ens'), key=int))}", height=380,
+                   yaxis_title="% of the deepest head", yaxis_ticksuffix=" %")
+
+
 def probability_figure(prob: np.ndarray, title: str = "Lesion probability") -> go.Figure:
     """A ``(H, W)`` probability map as a heatmap in image orientation."""
     fig = go.Figure(go.Heatmap(z=prob, zmin=0, zmax=1, colorscale="Inferno",
@@ -133,4 +160,4 @@ def probability_figure(prob: np.ndarray, title: str = "Lesion probability") -> g
     fig.update_yaxes(autorange="reversed", scaleanchor="x", visible=False)
     fig.update_xaxes(visible=False, constrain="domain")
     fig.update_layout(hovermode="closest")
-    return _layout(fig, title, height=360)
+    return _layout(fig, title, height=440)

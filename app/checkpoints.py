@@ -12,6 +12,7 @@ from torch import nn
 
 from app.state import CHECKPOINT, persistent_selectbox
 from core.checkpoint import CheckpointError, load_checkpoint
+from core.data import SYNTHETIC
 from core.evaluate import DEFAULT_CHECKPOINT
 from core.runs import list_runs
 from core.runtime import autocast_dtype, select_device
@@ -79,10 +80,10 @@ def model_summary(meta: dict[str, Any]) -> str:
     if size:
         parts.append(f"{size}×{size} input")
     if "epoch" in meta:
-        parts.append(f"{meta['epoch']} epochs")
+        parts.append(f"saved at epoch {meta['epoch']}")
     data = (meta.get("train_config") or {}).get("data")
     if data:
-        parts.append("synthetic demo data" if data == "synthetic" else f"data {Path(data).name}")
+        parts.append("synthetic demo data" if data == SYNTHETIC else f"data {Path(data).name}")
     return " · ".join(parts)
 
 

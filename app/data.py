@@ -7,6 +7,7 @@ import numpy as np
 import streamlit as st
 
 from core.data import SYNTHETIC, DataError, SliceSet, load_source
+from core.evaluation import select_split, split_ids
 from core.runs import PROJECT_ROOT
 
 
@@ -21,19 +22,22 @@ def resolve_source(source: str, base: Path = PROJECT_ROOT) -> str:
     return str(path if path.is_absolute() else (base / path).resolve())
 
 
-@st.cache_resource(max_entries=2, show_spinner="Loading data…")
-def load_slices(source: str, size: int | None, channels: int = 3, num_classes: int = 1) -> SliceSet:
-    """``core.data.load_source`` once per (source, size); treat the result as read-only."""
-    return load_source(source, size, channels, num_classes)
+@st.cache_resource(max_entries=3, show_spinner="Loading data…")
+def load_split(source: str, size: int | None, channels: int = 3, num_classes: int = 1,
+               split: str = "all", volumes: tuple[str, ...] = ()) -> SliceSet:
+    """The slices of ``source`` in a checkpoint's ``split`` (its ``volumes``), or all for ``"all"``.
+
+    Only the volumes needed are decoded, once per argument set; treat the result as read-only.
+    """
+    meta = {"split": {split: list(volumes)}}
+    slices = load_source(source, size, channels, num_classes, split_ids(meta, split))
+    return select_split(slices, meta, split)
 
 
-def validation_examples(slices: SliceSet, val_volumes: list[str], count: int = 3) -> SliceSet:
-    """``count`` slices with foreground from the validation volumes, spread over them."""
-    val = slices.select_volumes(val_volumes)
-    if len(val) == 0:
-        raise DataError("none of the run's validation volumes are in its data any more")
-    candidates = np.flatnonzero(val.positive)
+def spread_examples(slices: SliceSet, count: int = 3) -> SliceSet:
+    """``count`` slices spread over ``slices``, those with foreground first."""
+    candidates = np.flatnonzero(slices.positive)
     if len(candidates) == 0:
-        candidates = np.arange(len(val))
+        candidates = np.arange(len(slices))
     picks = candidates[np.linspace(0, len(candidates) - 1, min(count, len(candidates))).round().astype(int)]
-    return val.subset(sorted(set(picks.tolist())))
+    return slices.subset(sorted(set(picks.tolist())))

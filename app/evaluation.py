@@ -3,14 +3,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import streamlit as st
+import torch
 from torch import nn
 
 from app.checkpoints import inference_device
 from app.theme import level_name
 from core.data import SliceSet
 from core.evaluation import evaluate_model
+from core.inference import normalize, predict_all, probabilities_to_mask
+from core.metrics import dice_score
 
 TOLERANCE = 0.01  # one Dice point
 
@@ -61,3 +65,21 @@ def results_table(result: dict[str, Any]) -> pd.DataFrame:
     if all("volume_dice_mean" in r for r in rows.values()):
         table["volume Dice"] = [r["volume_dice_mean"] for r in rows.values()]
     return table
+
+
+def head_masks(
+    model: nn.Module, meta: dict[str, Any], image: np.ndarray, threshold: float = 0.5,
+) -> dict[str, np.ndarray]:
+    """Masks of every head (not the ensemble) for one uint8 ``(H, W, C)`` image, from one forward pass."""
+    device, dtype = inference_device()
+    pre = meta["preprocessing"]
+    batch = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)[None])).to(device)
+    x = normalize(batch, pre["mean"], pre["std"])
+    probs = predict_all(model, x, dtype)
+    return {str(k): probabilities_to_mask(p[0].cpu().numpy(), threshold) for k, p in probs.items() if k != "ens"}
+
+
+def slice_dice(mask: np.ndarray, truth: np.ndarray) -> float:
+    """Dice of one predicted mask against its ground truth (1.0 when both are empty)."""
+    pred, target = (torch.from_numpy((m > 0).astype(np.int64))[None] for m in (mask, truth))
+    return dice_score(pred, target).item()

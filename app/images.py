@@ -65,6 +65,22 @@ def enlarge(image: np.ndarray, min_size: int = 256) -> np.ndarray:
     return cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST)
 
 
+def shrink(array: np.ndarray, max_side: int) -> np.ndarray:
+    """Scale an array down (area averaging) so that its longer side is at most ``max_side``."""
+    h, w = array.shape[:2]
+    if max(h, w) <= max_side:
+        return array
+    scale = max_side / max(h, w)
+    return cv2.resize(array, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
+def strip(images: Sequence[np.ndarray], gap: int = 4) -> np.ndarray:
+    """Same-sized RGB images side by side, separated by white gaps."""
+    spacer = np.full((images[0].shape[0], gap, 3), 255, np.uint8)
+    parts = [part for image in images for part in (image, spacer)][:-1]
+    return np.hstack(parts)
+
+
 def png_bytes(image: np.ndarray) -> bytes:
     """An RGB (H, W, 3) or grey (H, W) uint8 image as PNG bytes."""
     bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image

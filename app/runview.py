@@ -1,4 +1,4 @@
-"""One run on the Train page: progress with ETA, live charts and validation samples."""
+"""One run on the Train page: status, controls, progress with ETA, live charts and validation samples."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,11 +7,15 @@ import streamlit as st
 
 from app.charts import epoch_loss_figure, lr_figure, quality_figure, step_loss_figure
 from app.samples import sample_predictions
+from app.state import CHECKPOINT
 from core.checkpoint import CheckpointError
 from core.data import DataError
-from core.runs import RunInfo, describe, log_tail, progress, read_run_history
+from core.runs import RunError, RunInfo, describe, launch, log_tail, progress, read_run_history, stop
+from core.training.config import TrainConfig
+from core.training.history import Event
 
 POLL_SECONDS = 2.0
+RESUMABLE = ("stopped", "time_limit", "failed")  # statuses with epochs left to train
 STATUS = {
     "running": ("training", ":material/directions_run:"),
     "completed": ("completed", ":material/check_circle:"),
@@ -42,10 +46,11 @@ def status_text(run: RunInfo) -> str:
     return " · ".join(parts)
 
 
-def _progress_bar(events: list, alive: bool) -> None:
+def _progress_bar(events: list[Event], alive: bool) -> None:
     p = progress(events)
     if p is None:
-        st.progress(0.0, text="Starting: loading the data and building the model…" if alive else "Never started")
+        if alive:
+            st.progress(0.0, text="Starting: loading the data and building the model…")
         return
     text = f"Epoch {p.epoch}/{p.epochs} · step {p.step}/{p.steps} · {format_duration(p.elapsed)} elapsed"
     if alive and p.eta is not None:
@@ -53,17 +58,18 @@ def _progress_bar(events: list, alive: bool) -> None:
     st.progress(p.fraction, text=text)
 
 
-def _metrics(events: list) -> None:
+def _metrics(events: list[Event]) -> None:
     epochs = [e for e in events if e.get("event") == "epoch"]
     if not epochs:
         return
     last, scored = epochs[-1], [e for e in epochs if e["score"] is not None]
     dice, iou = [e["val"]["dice"] for e in epochs], [e["val"]["iou"] for e in epochs]
     cols = st.columns(4)
-    cols[0].metric("Validation Dice", f"{dice[-1]:.3f}", f"{dice[-1] - dice[-2]:+.3f}" if len(dice) > 1 else None,
-                   chart_data=dice)
-    cols[1].metric("Validation IoU", f"{iou[-1]:.3f}", f"{iou[-1] - iou[-2]:+.3f}" if len(iou) > 1 else None,
-                   chart_data=iou)
+    trend = len(epochs) > 1
+    cols[0].metric("Validation Dice", f"{dice[-1]:.3f}", f"{dice[-1] - dice[-2]:+.3f}" if trend else None,
+                   chart_data=dice if trend else None, help="Of the deepest head, mean over validation slices")
+    cols[1].metric("Validation IoU", f"{iou[-1]:.3f}", f"{iou[-1] - iou[-2]:+.3f}" if trend else None,
+                   chart_data=iou if trend else None)
     if scored:
         best = max(scored, key=lambda e: e["score"])
         cols[2].metric(f"Best score (epoch {best['epoch']})", f"{best['score']:.3f}",
@@ -71,7 +77,7 @@ def _metrics(events: list) -> None:
     cols[3].metric("Learning rate", f"{last['lr']:.1e}")
 
 
-def _charts(events: list) -> None:
+def _charts(events: list[Event]) -> None:
     has_steps = any(e.get("event") == "step" for e in events)
     has_epochs = any(e.get("event") == "epoch" for e in events)
     if not has_steps:
@@ -96,21 +102,51 @@ def _samples(run: RunInfo) -> None:
     except (CheckpointError, DataError, KeyError, OSError) as err:
         st.caption(f"No validation samples: {err}")
         return
-    st.markdown(f"**Validation samples** (last.pt, epoch {run.epoch}): image · truth · prediction")
-    for image, truth, prediction in samples:
-        cols = st.columns(3)
-        cols[0].image(image, width="stretch")
-        cols[1].image(truth, width="stretch")
-        cols[2].image(prediction, width="stretch")
+    st.markdown(f"**Validation samples** (last.pt, epoch {run.epoch})")
+    for col, sample in zip(st.columns(len(samples)), samples):
+        col.image(sample, caption="image · truth (green) · prediction (red)", width="stretch")
+
+
+def _resume(run: RunInfo) -> None:
+    """Relaunch a stopped run from its last.pt with its own settings."""
+    try:
+        launch(run.path, TrainConfig(**{**run.config.to_dict(), "resume": True}))
+    except RunError as err:
+        st.error(str(err))
+    else:
+        st.rerun()
+
+
+def controls(run: RunInfo) -> None:
+    """Stop, resume, download best.pt and hand the model to the other pages."""
+    row = st.container(horizontal=True, vertical_alignment="center")
+    if run.alive and row.button("Stop", icon=":material/stop:", help="Ends after the current step; last.pt is kept"):
+        stop(run.path)
+        st.toast(f"Stopping {run.name}: it saves last.pt and exits", icon=":material/stop_circle:")
+    resumable = run.status in RESUMABLE and run.last is not None and run.config is not None
+    if resumable and row.button("Resume", icon=":material/play_arrow:", help="Continue from last.pt"):
+        _resume(run)
+    if run.best is None:
+        return
+    best = run.best
+    row.download_button("best.pt", data=best.read_bytes, file_name=f"{run.name}_best.pt",
+                        mime="application/octet-stream", icon=":material/download:", on_click="ignore")
+    if row.button("Use this model", icon=":material/check:", help="Preselect it on the Compare and Segment pages"):
+        st.session_state[CHECKPOINT] = str(best)
+    if st.session_state.get(CHECKPOINT) == str(best):
+        row.page_link("pages/2_Compare.py", label="Compare its levels", icon=":material/compare:")
+        row.page_link("pages/3_Segment.py", label="Segment with it", icon=":material/brush:")
 
 
 def render_run(path: Path) -> RunInfo:
     """Everything about the run in ``path`` as it is now; returns its current state."""
     events = read_run_history(path)
     run = describe(path, events=events)
+    st.markdown(f"{STATUS[run.status][1]} **{run.name}**: {status_text(run)}")
+    controls(run)
     _progress_bar(events, run.alive)
     if run.status == "failed":
-        st.error(f"Run {run.name} {STATUS['failed'][0]}.")
+        st.error("The training process ended before finishing. The end of its log:", icon=":material/error:")
         st.code(log_tail(path) or "(the log is empty)", language=None)
     _metrics(events)
     _charts(events)

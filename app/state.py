@@ -10,6 +10,7 @@ T = TypeVar("T")
 
 CHECKPOINT = "checkpoint"  # path (str) of the model the pages use
 RUN = "run"  # name of the run shown on the Train page
+LEVEL = "level"  # pruning level used on the Segment page
 
 
 def persistent_selectbox(
@@ -18,19 +19,23 @@ def persistent_selectbox(
 ) -> T | None:
     """A selectbox whose choice is kept in ``st.session_state[name]`` across pages.
 
-    Streamlit drops a widget's state when a page without it runs; the value is mirrored under
-    ``name`` and given back to the widget when it reappears. ``name`` may also be set by other
-    pages (for example "use this model") to preselect an option.
+    Streamlit drops a widget's state when a page without it runs; the choice is mirrored under
+    ``name`` (on each change) and handed back to the widget when it reappears. Other pages may
+    set ``name`` too (for example "use this model") to preselect an option.
     """
     key = f"_widget_{name}"
-    wanted = st.session_state.get(name)
-    if wanted in options:
-        st.session_state[key] = wanted
+    if st.session_state.get(name) in options:
+        st.session_state[key] = st.session_state[name]
     elif st.session_state.get(key) not in options:
         st.session_state.pop(key, None)
-    value = (container or st).selectbox(label, options, key=key, format_func=format_func, **kwargs)
+    value = (container or st).selectbox(label, options, key=key, format_func=format_func,
+                                        on_change=_mirror, args=(key, name), **kwargs)
     st.session_state[name] = value
     return value
+
+
+def _mirror(key: str, name: str) -> None:
+    st.session_state[name] = st.session_state[key]
 
 
 def session_cache(name: str) -> dict[Any, Any]:

@@ -50,14 +50,19 @@ def evaluate_model(
             raise ValueError(f"level {level} not available; this model has {available}")
     loader = DataLoader(SliceDataset(slices), batch_size)
     volumes = slices.volumes if slices.has_volumes else None
-    if progress:
-        progress(0.0, "segmenting")
-    quality = evaluate_loader(model, loader, meta["preprocessing"], volumes, dtype)["levels"]
+    steps = len(levels) + 1  # segmenting counts as one step, then timing each level
+
+    def segmenting(fraction: float) -> None:
+        if progress:
+            progress(fraction / steps, "segmenting")
+
+    segmenting(0.0)
+    quality = evaluate_loader(model, loader, meta["preprocessing"], volumes, dtype, progress=segmenting)["levels"]
     size = meta["preprocessing"].get("input_size") or slices.images.shape[1]
     result: dict[str, Any] = {"levels": {}, "n_images": len(slices)}
     for i, level in enumerate(levels):
         if progress:
-            progress((i + 1) / (len(levels) + 1), f"timing level {level}")
+            progress((i + 1) / steps, f"timing level {level}")
         row = dict(quality[level])
         row.pop("n_images", None)
         row.pop("n_volumes", None)

@@ -1,7 +1,7 @@
 """Preprocessing and prediction shared by the trainer, the CLIs and the app."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import cv2
@@ -84,11 +84,12 @@ def predict_images(
 def evaluate_loader(
     model: nn.Module, loader: Any, preprocessing: dict[str, Any], volumes: Sequence[str] | None,
     dtype: torch.dtype | None = None, criterion: nn.Module | None = None,
+    progress: Callable[[float], None] | None = None,
 ) -> dict[str, Any]:
     """Metrics of every level over a loader of ``(image, mask, index)`` from one forward per batch.
 
     Returns ``{"levels": {level: metrics}, "loss": mean loss or None}``; volume metrics use
-    ``volumes[index]`` when ``volumes`` is given.
+    ``volumes[index]`` when ``volumes`` is given. ``progress`` gets the fraction of batches done.
     """
     device = next(model.parameters()).device
     was_training = model.training
@@ -107,6 +108,8 @@ def evaluate_loader(
         for level, p in probs.items():
             metrics.setdefault(level, SegmentationMetrics(model.num_classes)).update(p, masks, ids)
         n += len(x)
+        if progress:
+            progress(n / len(loader.dataset))
     model.train(was_training)
     return {
         "levels": {level: m.compute() for level, m in metrics.items()},

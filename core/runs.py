@@ -5,7 +5,8 @@ fills; launching one here also writes ``RUN/pid`` and ``RUN/train.log`` (the pro
 
 Example::
 
-    from core.runs import launch, stop, describe
+    from pathlib import Path
+    from core.runs import describe, launch, stop
     from core.training.config import TrainConfig
 
     launch(Path("runs/demo"), TrainConfig(data="synthetic", width=8, size=64, epochs=5))
@@ -15,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import signal
 import subprocess
@@ -144,13 +146,18 @@ def is_alive(run: Path) -> bool:
 def launch(run: Path, config: TrainConfig) -> int:
     """Start ``python -m core.train`` for ``config`` into ``run`` as its own session; return its pid.
 
-    Output goes to ``RUN/train.log`` (appended when resuming), the pid to ``RUN/pid``. Raises
+    Output goes to ``RUN/train.log`` (appended when resuming), the pid to ``RUN/pid``, the config
+    to ``RUN/config.json`` (so that the run is described before the trainer starts). While other
+    trainings run, torch threads are split between them unless ``config.threads`` is set. Raises
     ``RunError`` if a process already trains ``run``, or if ``run`` holds a run and
     ``config.resume`` is false.
     """
     run = Path(run).resolve()
     run.mkdir(parents=True, exist_ok=True)
     config = TrainConfig(**{**config.to_dict(), "out": str(run)})
+    others = len(_trainer_pids())
+    if config.threads is None and others:  # share the cores: threads that wait on each other crawl
+        config.threads = max(1, (os.cpu_count() or 1) // (others + 1))
     with open(run / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two tabs pressing Start at once: one wins
         pid = run_pid(run)
@@ -160,6 +167,7 @@ def launch(run: Path, config: TrainConfig) -> int:
             raise RunError(f"run {run.name!r} exists already; resume it or pick another name")
         if config.resume and not (run / "last.pt").exists():
             raise RunError(f"run {run.name!r} has no last.pt to resume from")
+        (run / "config.json").write_text(json.dumps(config.to_dict(), indent=2))  # the trainer rewrites it
         with open(run / "train.log", "a" if config.resume else "w") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "core.train", *train_args(config)],
@@ -198,12 +206,15 @@ def read_run_history(run: Path) -> list[Event]:
 
 
 def run_config(run: Path, events: list[Event] | None = None) -> TrainConfig | None:
-    """The run's ``TrainConfig`` from its last start/resume event, or None before it started."""
+    """The run's ``TrainConfig``: from its last start/resume event, else ``RUN/config.json``, else None."""
     events = read_run_history(run) if events is None else events
     for event in reversed(events):
         if event.get("event") in ("start", "resume"):
             return TrainConfig.from_dict(event["config"])
-    return None
+    try:
+        return TrainConfig.from_dict(json.loads((Path(run) / "config.json").read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 @dataclass(frozen=True)

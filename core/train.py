@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=d.val_fraction, help="share of volumes (patients) held out")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--workers", type=int, default=d.workers, help="DataLoader worker processes")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: all cores); 1 when several runs share a small CPU")
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1, mps")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=d.precision,
                    help="auto: bf16 autocast on CPUs with bf16 support, AMP on CUDA, else fp32")

@@ -1,14 +1,16 @@
 """Every page of the Streamlit app through ``streamlit.testing.v1.AppTest``, plus the app's helpers."""
 from __future__ import annotations
 
+import json
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 from app.evaluation import recommend
@@ -21,6 +23,15 @@ from core.training.trainer import Trainer
 
 APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
 TIMEOUT = 60
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """One torch thread: tiny models run fastest so, and the machine may be busy training."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +74,26 @@ def by_label(widgets: Iterable, label: str):
     return matches[0]
 
 
+def wait_for(at: AppTest, condition: Callable[[], bool], what: str, timeout: float = 120) -> None:
+    """Rerun the page every half second until ``condition()`` holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+
+
 def texts(elements: Iterable) -> str:
     return "\n".join(str(e.value) for e in elements)
+
+
+def chart_titles(at: AppTest) -> list[str]:
+    return [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+
+
+def image_captions(at: AppTest) -> list[str]:
+    return [caption for image in at.image for caption in image.captions]
 
 
 def png(image: np.ndarray, ext: str = ".png") -> bytes:
@@ -77,10 +106,10 @@ def test_home_on_first_launch_explains_and_links(studio: Path) -> None:
     assert at.title[0].value == "UNet++ Studio"
     assert "not installed yet" in texts(at.info)
     assert len(at.get("plotly_chart")) == 1
-    links = {link.proto.page for link in at.get("page_link")}
-    assert {"pages/1_Train.py", "pages/2_Compare.py", "pages/3_Segment.py"} <= links
+    links = [link.proto.page for link in at.get("page_link")]
+    assert links.count("Train") == links.count("Compare") == links.count("Segment") == 2  # sidebar and body
     assert "L4 computes 15 of 15 nodes" in texts(at.caption)
-    at.get("button_group")[0].set_value(2).run()
+    at.segmented_control[0].set_value(2).run()
     assert "L2 computes 6 of 15 nodes" in texts(at.caption)
 
 
@@ -111,6 +140,7 @@ def test_train_form_offers_every_option(studio: Path) -> None:
     assert by_label(at.checkbox, "Deep supervision").value is True
     assert by_label(at.slider, "Loss alpha").value == 0.5
     assert by_label(at.number_input, "Width").value == 8 and by_label(at.number_input, "Input size").value == 64
+    assert by_label(at.number_input, "Epochs").value == 10
 
 
 def test_train_rejects_a_wrong_folder_and_a_bad_name(studio: Path) -> None:
@@ -118,16 +148,18 @@ def test_train_rejects_a_wrong_folder_and_a_bad_name(studio: Path) -> None:
     by_label(at.selectbox, "Data").set_value("Kaggle LGG folder (kaggle_3m)")
     by_label(at.text_input, "Data folder").set_value(str(studio / "nowhere"))
     at.button[0].click().run()
-    assert "not a kaggle lgg folder" in texts(at.error)
+    assert f"{studio / 'nowhere'}: not a Kaggle LGG folder" in texts(at.error)
     by_label(at.text_input, "Run name").set_value("../escape")
     at.button[0].click().run()
     assert "not a usable run name" in texts(at.error)
     assert not (studio / "runs").exists() or not any((studio / "runs").iterdir())
 
 
-def test_train_page_runs_a_training_to_the_end(studio: Path) -> None:
+def test_train_page_runs_a_training_to_the_end(studio: Path, lgg_folder: Path) -> None:
     at = page("1_Train")
     by_label(at.text_input, "Run name").set_value("apptest")
+    by_label(at.selectbox, "Data").set_value("Kaggle LGG folder (kaggle_3m)")
+    by_label(at.text_input, "Data folder").set_value(str(lgg_folder))
     by_label(at.number_input, "Width").set_value(4)
     by_label(at.number_input, "Input size").set_value(32)
     by_label(at.number_input, "Epochs").set_value(2)
@@ -136,20 +168,14 @@ def test_train_page_runs_a_training_to_the_end(studio: Path) -> None:
     run = studio / "runs" / "apptest"
     assert (run / "pid").is_file()
     assert by_label(at.selectbox, "Run").value == "apptest"
-    deadline = time.monotonic() + 120
-    while "completed" not in texts(at.markdown):
-        assert time.monotonic() < deadline, "the run did not complete in 120 s"
-        time.sleep(1)
-        at.run()
-        assert not at.exception, [e.value for e in at.exception]
+    wait_for(at, lambda: "completed" in texts(at.markdown), "the run to complete")
     assert read_run_history(run)[-1]["reason"] == "completed"
     assert {m.label for m in at.metric} >= {"Validation Dice", "Validation IoU", "Learning rate"}
-    titles = {c.proto.figure.spec and __import__("json").loads(c.proto.figure.spec)["layout"]["title"]["text"]
-              for c in at.get("plotly_chart")}
-    assert {"Step loss", "Learning rate", "Loss per epoch", "Validation quality per head"} <= titles
-    assert len(at.get("imgs")) == 3 * 3  # three validation samples: image, truth, prediction
+    assert {"Step loss", "Learning rate", "Loss per epoch", "Validation quality per head"} <= set(chart_titles(at))
+    assert len(at.image) == 2  # the validation patient's two slices with a lesion: image · truth · prediction
     assert [b.label for b in at.get("download_button")] == ["best.pt"]
-    assert "apptest" in set(at.dataframe[0].value["run"])
+    runs_table = at.dataframe[0].value
+    assert list(runs_table["run"]) == ["apptest"] and list(runs_table["data"]) == ["kaggle_3m"]
 
     # a second run into the same folder is refused with a clear message
     by_label(at.text_input, "Run name").set_value("apptest")
@@ -157,30 +183,50 @@ def test_train_page_runs_a_training_to_the_end(studio: Path) -> None:
     assert "exists already" in texts(at.error)
 
 
+def test_train_page_stops_and_resumes_a_run(studio: Path) -> None:
+    at = page("1_Train")
+    by_label(at.text_input, "Run name").set_value("stoppable")
+    by_label(at.number_input, "Width").set_value(4)
+    by_label(at.number_input, "Input size").set_value(32)
+    by_label(at.number_input, "Epochs").set_value(500)
+    at.button[0].click().run()
+    run = studio / "runs" / "stoppable"
+    wait_for(at, lambda: any(e["event"] == "step" for e in read_run_history(run)), "the first step")
+    by_label(at.button, "Stop").click().run()
+    wait_for(at, lambda: "stopped ·" in texts(at.markdown), "the run to stop")
+    assert read_run_history(run)[-1]["reason"] == "stopped" and (run / "last.pt").is_file()
+    by_label(at.button, "Resume").click().run()
+    assert "training" in texts(at.markdown)
+    wait_for(at, lambda: read_run_history(run)[-1]["event"] == "step", "the resumed run's first step")
+    by_label(at.button, "Stop").click().run()
+    wait_for(at, lambda: "stopped ·" in texts(at.markdown), "the resumed run to stop")
+    assert [e["event"] for e in read_run_history(run) if e["event"] in ("start", "resume", "end")] == [
+        "start", "end", "resume", "end"]
+
+
 # -- Compare -----------------------------------------------------------------------------------
 def test_compare_shows_every_level(with_run: Path) -> None:
     at = page("2_Compare")
     assert by_label(at.radio, "Evaluation data").value == "The model's validation split"
-    evaluate = [b for b in at.button if b.label.startswith("Evaluate every level")][0]
-    evaluate.click().run()
+    next(b for b in at.button if b.label.startswith("Evaluate every level")).click().run()
     assert not at.exception, [e.value for e in at.exception]
     table = at.dataframe[0].value
     assert list(table["level"]) == ["L1", "L2", "L3", "L4", "ensemble"]
     assert (table["ms per image"] > 0).all() and table["parameters"].is_monotonic_increasing
     assert "Use L" in texts(at.success)
-    assert len(at.get("plotly_chart")) == 1
-    captions = [c for img in at.get("imgs") for c in [i.caption for i in img.proto.imgs]]
+    assert chart_titles(at) == ["volume Dice against latency", "Cost against L4"]
+    captions = image_captions(at)
     assert captions[:2] == ["Input", "Ground truth"]
     assert [c.split(" ·")[0] for c in captions[2:]] == ["L1", "L2", "L3", "L4", "Disagreement"]
 
     by_label(at.radio, "Evaluation data").set_value("Synthetic demo").run()
-    assert "192 images" in [b.label for b in at.button][0]
+    assert "192 images" in at.button[0].label
 
 
 # -- Segment -----------------------------------------------------------------------------------
 def test_segment_without_a_model_points_to_train(studio: Path) -> None:
     at = page("3_Segment")
-    assert "No model yet" in texts(at.sidebar.info if hasattr(at.sidebar, "info") else at.info)
+    assert "No model yet" in texts(at.sidebar.info)
     assert not at.get("file_uploader")
 
 
@@ -192,12 +238,12 @@ def test_segment_an_uploaded_lgg_like_tiff(with_run: Path) -> None:
     at.run()
     assert not at.exception and not at.error
     assert [s.value for s in at.subheader] == ["slice_1.tif"]
-    assert len(at.get("imgs")) == 1 and len(at.get("plotly_chart")) == 1
+    assert len(at.image) == 1 and len(at.get("plotly_chart")) == 1
     assert {m.label for m in at.metric} == {"Lesion area", "Share of the image"}
     assert [b.label for b in at.get("download_button")] == ["Mask PNG", "Overlay PNG"]
     by_label(at.selectbox, "Level").set_value(1)
     by_label(at.slider, "Threshold").set_value(0.95).run()
-    assert not at.exception and "L1 at threshold 0.95" in at.get("imgs")[0].proto.imgs[0].caption
+    assert not at.exception and image_captions(at) == ["L1 at threshold 0.95, lesion in red"]
 
 
 def test_segment_several_files_names_the_bad_ones(with_run: Path) -> None:
@@ -220,6 +266,23 @@ def test_segment_several_files_names_the_bad_ones(with_run: Path) -> None:
     labels = [b.label for b in at.get("download_button")]
     assert labels[0].startswith("Download all masks and overlays (2 images")
     assert labels.count("Mask PNG") == 2
+
+
+def test_a_unet_checkpoint_works_on_every_page(studio: Path, tmp_path: Path) -> None:
+    runs = studio / "runs"
+    Trainer(TrainConfig(data="synthetic", arch="unet", width=4, size=32, epochs=1, out=str(runs / "unet"))).fit()
+    assert "Run unet" in texts(page().markdown)
+    at = page("2_Compare")
+    next(b for b in at.button if b.label.startswith("Evaluate")).click().run()
+    assert not at.exception and not at.success  # one head: nothing to recommend
+    assert list(at.dataframe[0].value["level"]) == ["L4"]
+    assert image_captions(at)[2].startswith("L4 · Dice") and len(at.image) == 3
+    at = page("3_Segment")
+    assert by_label(at.selectbox, "Level").options == ["L4"]
+    image = make_synthetic(n_volumes=1, slices_per_volume=1, size=48, seed=2).images[0]
+    at.get("file_uploader")[0].upload("grey.png", cv2.imencode(".png", image[..., 1])[1].tobytes(), "image/png")
+    at.run()
+    assert not at.exception and not at.error and len(at.image) == 1
 
 
 # -- helpers -----------------------------------------------------------------------------------

@@ -10,8 +10,18 @@ from pathlib import Path
 import pytest
 
 from core.runs import (
-    PROJECT_ROOT, RunError, describe, is_alive, launch, list_runs, log_tail, progress, read_run_history,
-    run_pid, stop, train_args,
+    PROJECT_ROOT,
+    RunError,
+    describe,
+    is_alive,
+    launch,
+    list_runs,
+    log_tail,
+    progress,
+    read_run_history,
+    run_pid,
+    stop,
+    train_args,
 )
 from core.train import parse_args
 from core.training.config import TrainConfig
@@ -99,7 +109,8 @@ def test_failed_run_shows_its_error(tmp_path: Path) -> None:
     run = tmp_path / "broken"
     launch(run, TrainConfig(**{**TINY, "data": str(tmp_path / "missing")}, epochs=1))
     wait_until(lambda: not is_alive(run), what="the run to fail")
-    assert describe(run).status == "failed"
+    info = describe(run)
+    assert info.status == "failed" and info.config.data == str(tmp_path / "missing")  # from launch's config.json
     assert "no such folder" in log_tail(run)
 
 

@@ -23,6 +23,7 @@ class TrainConfig:
     val_fraction: float = 0.2
     seed: int = 0
     workers: int = 0
+    threads: int | None = None
     device: str = "auto"
     precision: str = "auto"
     patience: int = 10

@@ -60,6 +60,8 @@ class Trainer:
     # -- setup -------------------------------------------------------------------------------
     def _setup(self) -> None:
         c = self.config
+        if c.threads:
+            torch.set_num_threads(c.threads)
         torch.manual_seed(c.seed)
         np.random.seed(c.seed)
         self.device = select_device(c.device)
@@ -159,17 +161,22 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         """Train until ``epochs``, early stopping, ``max_minutes`` or a stop request."""
-        self._setup()
+        handlers = self._install_signal_handlers()  # first, so a stop during data loading is not lost
+        try:
+            self._setup()
+        except BaseException:
+            self._restore_signal_handlers(handlers)
+            raise
         c = self.config
-        handlers = self._install_signal_handlers()
-        start, reason = time.time(), "completed"
+        start = time.time()
+        reason = "stopped" if self.stop_event.is_set() else "completed"
         self.history.emit({"event": "resume" if c.resume else "start", "epoch": self.epoch, "time": start,
                            "config": c.to_dict(), "device": str(self.device), "precision": str(self.dtype),
                            "train_slices": len(self.train_set), "val_slices": len(self.val_set),
                            "steps_per_epoch": len(self.train_loader), "epochs": c.epochs})
         bar = tqdm(total=(c.epochs - self.epoch) * len(self.train_loader), unit="step", desc="training")
         try:
-            while self.epoch < c.epochs:
+            while self.epoch < c.epochs and not self.stop_event.is_set():
                 t0 = time.time()
                 train_loss = self._train_epoch(bar)
                 if self.stop_event.is_set():

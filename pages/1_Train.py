@@ -1,0 +1,137 @@
+"""Train page: start a training process, watch it live, stop or resume it, and compare runs."""
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from app.charts import RUN_METRICS, runs_figure
+from app.data import resolve_source
+from app.layout import setup_page
+from app.runview import STATUS, live_run, render_run
+from app.state import RUN, persistent_selectbox
+from core.data import SYNTHETIC
+from core.data.folder import is_image_mask_folder
+from core.data.lgg import is_lgg_folder
+from core.runs import RunError, RunInfo, launch, list_runs, read_run_history, runs_root
+from core.training.config import TrainConfig
+
+SOURCES = {  # label -> None for synthetic, else (folder check, what the folder should be)
+    "Synthetic demo (no download)": None,
+    "Kaggle LGG folder (kaggle_3m)": (is_lgg_folder, "a Kaggle LGG folder (<patient>/<patient>_<n>.tif + _mask.tif)"),
+    "Folder with images/ and masks/": (is_image_mask_folder, "a folder with images/ and masks/ sub-folders"),
+}
+ARCHS = {"UNet++": "unetpp", "U-Net": "unet"}
+ARCH_LABELS = {v: k for k, v in ARCHS.items()}
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+NEW_NAME = "_new_run_name"
+
+
+def fresh_name() -> str:
+    """A run name that sorts by time: ``run-20250101-120000``."""
+    return time.strftime("run-%Y%m%d-%H%M%S")
+
+
+def data_source(label: str, path: str) -> str:
+    """The ``--data`` of the chosen source; ``ValueError`` if the folder is not of that kind."""
+    if SOURCES[label] is None:
+        return SYNTHETIC
+    check, expected = SOURCES[label]
+    data = resolve_source(path, Path.cwd())
+    if not check(Path(data)):
+        raise ValueError(f"{path}: not {expected}")
+    return data
+
+
+def new_run_form(expanded: bool) -> None:
+    """The form that launches ``python -m core.train`` into ``runs/NAME``."""
+    st.session_state.setdefault(NEW_NAME, fresh_name())
+    with st.expander("New training run", expanded=expanded, icon=":material/add_circle:"), st.form("new_run"):
+        top = st.columns([2, 3, 3])
+        name = top[0].text_input("Run name", key=NEW_NAME, help="The folder under runs/ that holds the run")
+        source = top[1].selectbox("Data", list(SOURCES))
+        path = top[2].text_input("Data folder", placeholder="e.g. data/kaggle_3m",
+                                 help="For the folder sources: kaggle_3m/<patient>/*.tif, or images/ + masks/")
+        a, b, c, d = st.columns(4)
+        arch = a.selectbox("Architecture", list(ARCHS))
+        width = b.number_input("Width", 2, 64, 8, help="Filters of the first level (UNet++ paper: 32)")
+        deep = c.checkbox("Deep supervision", True, help="UNet++: a head on each x0_j, so it can be pruned")
+        size = d.number_input("Input size", 16, 512, 64, step=16, help="Slices are resized to size × size pixels")
+        a, b, c, d = st.columns(4)
+        epochs = a.number_input("Epochs", 1, 500, 10)
+        batch = b.number_input("Batch size", 1, 128, 8)
+        lr = c.number_input("Learning rate", 1e-5, 1.0, 1e-3, step=1e-4, format="%.4f")
+        alpha = d.slider("Loss alpha", 0.0, 1.0, 0.5, 0.05, help="loss = alpha · BCE + (1 − alpha) · soft Dice")
+        submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
+    if not submitted:
+        return
+    if not NAME.match(name):
+        st.error(f"{name!r} is not a usable run name: letters, digits, '.', '_' and '-' only.")
+        return
+    try:
+        config = TrainConfig(data=data_source(source, path), arch=ARCHS[arch], width=width, deep_supervision=deep,
+                             epochs=epochs, batch_size=batch, lr=lr, size=size, alpha=alpha)
+        launch(runs_root() / name, config)
+    except (ValueError, RunError) as err:
+        st.error(str(err))
+        return
+    st.session_state[RUN] = name
+    del st.session_state[NEW_NAME]  # the next run gets a new default name
+    st.toast(f"Run {name} started", icon=":material/rocket_launch:")
+    st.rerun()
+
+
+def run_row(run: RunInfo) -> dict:
+    """One line of the runs table."""
+    row = {"run": run.name, "status": STATUS[run.status][0].split(":")[0], "architecture": "", "width": None,
+           "size": None, "data": ""}
+    if run.config:
+        data = run.config.data
+        row |= {"architecture": ARCH_LABELS[run.config.arch], "width": run.config.width, "size": run.config.size,
+                "data": "synthetic" if data == SYNTHETIC else Path(data).name}
+    return row | {"epochs": f"{run.epoch}/{run.epochs}" if run.epochs else "", "best score": run.best_score,
+                  "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.started))}
+
+
+def runs_overview(runs: list[RunInfo]) -> None:
+    """Every run in a table, and chosen runs overlaid on one chart."""
+    st.subheader("All runs")
+    st.dataframe(pd.DataFrame([run_row(r) for r in runs]), hide_index=True, width="stretch",
+                 column_config={"best score": st.column_config.NumberColumn(format="%.3f")})
+    names = [r.name for r in runs]
+    left, right = st.columns([3, 1])
+    chosen = left.multiselect("Overlay runs", names, default=names[: min(3, len(names))])
+    metric = right.selectbox("Metric", list(RUN_METRICS))
+    paths = {r.name: r.path for r in runs}
+    histories = {n: read_run_history(paths[n]) for n in chosen}
+    if any(e.get("event") == "epoch" for events in histories.values() for e in events):
+        st.plotly_chart(runs_figure(histories, metric), key="chart_runs")
+    else:
+        st.caption("The chart fills in once a chosen run has finished an epoch.")
+
+
+setup_page("Train")
+st.title("Train")
+runs = list_runs()
+new_run_form(expanded=not runs)
+if not runs:
+    st.info("No runs yet. The defaults train a small UNet++ on synthetic phantoms in under a minute on a laptop.")
+    st.stop()
+by_name = {r.name: r for r in runs}
+if st.session_state.get(RUN) not in by_name:
+    st.session_state[RUN] = next((r.name for r in runs if r.alive), runs[0].name)
+name = persistent_selectbox("Run", list(by_name), RUN,
+                            lambda n: f"{n} · {STATUS[by_name[n].status][0].split(':')[0]}")
+run = by_name[name]
+others = [r.name for r in runs if r.alive and r.name != name]
+if others:
+    st.caption(f"Also training now: {', '.join(others)} (runs share this machine's processors).")
+if run.alive:
+    live_run(run.path)
+else:
+    render_run(run.path)
+st.divider()
+runs_overview(runs)

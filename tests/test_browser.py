@@ -1,0 +1,171 @@
+"""The app in a real browser: ``streamlit run`` plus Debian's chromium driven by Playwright.
+
+Trains the demo on Train (watching the live chart grow, from two tabs), segments an uploaded LGG-like
+TIFF on Segment and evaluates the four levels on Compare. Screenshots go to ``tests/artifacts/``.
+"""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import pytest
+
+from core.data.synthetic import make_synthetic
+
+CHROMIUM = Path("/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+STEP_POINTS_JS = """() => {
+    for (const el of document.querySelectorAll('.js-plotly-plot')) {
+        const title = el.layout && el.layout.title ? String(el.layout.title.text) : '';
+        if (title.includes('Step loss')) return el._fullData[0].x.length;  // x of the per-step trace
+    }
+    return 0;
+}"""
+LATENCY_TRACES_JS = """() => [...document.querySelectorAll('.js-plotly-plot')]
+    .filter(el => el.layout && String(el.layout.title.text).includes('against latency'))
+    .flatMap(el => el.data.map(t => t.name))"""
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
+                                "(apt-get install -y chromium)")
+playwright = pytest.importorskip("playwright.sync_api")
+expect = playwright.expect
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``streamlit run streamlit_app.py`` on a free port with an empty runs folder; yields its URL."""
+    home = tmp_path_factory.mktemp("studio")
+    port = free_port()
+    env = {**os.environ, "UNETPP_STUDIO_RUNS": str(home / "runs"), "UNETPP_STUDIO_CHECKPOINT": str(home / "none.pt"),
+           "OMP_NUM_THREADS": "1"}
+    url = f"http://127.0.0.1:{port}"
+    with open(home / "server.log", "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                pass
+            assert process.poll() is None, (home / "server.log").read_text()
+            assert time.monotonic() < deadline, "streamlit did not start in 60 s"
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    with playwright.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser) -> Iterator:
+    context = browser.new_context(viewport={"width": 1400, "height": 2400}, accept_downloads=True)
+    yield context.new_page()
+    context.close()
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def test_demo_training_segmentation_and_comparison(server: str, page, browser, capsys) -> None:
+    # Home: explains UNet++ and says the shipped model is missing, without an error
+    page.goto(server)
+    expect(page.get_by_role("heading", name="UNet++ Studio")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("is not installed yet")).to_be_visible()
+    expect(page.locator(".js-plotly-plot")).to_have_count(1)
+    shot(page, "home")
+
+    # Train: the demo with its default settings, watched live
+    page.goto(f"{server}/Train")
+    name = page.get_by_role("textbox", name="Run name")
+    name.fill("browser-demo")
+    name.press("Tab")
+    started = time.monotonic()
+    page.get_by_role("button", name="Start training").click()
+    expect(page.get_by_text(re.compile(r"Epoch \d+/10 · step"))).to_be_visible(timeout=60_000)
+    first = 0
+    deadline = time.monotonic() + 60
+    while (first := page.evaluate(STEP_POINTS_JS)) == 0:
+        assert time.monotonic() < deadline, "no step loss chart within 60 s"
+        page.wait_for_timeout(250)
+    page.wait_for_function(f"({STEP_POINTS_JS})() > {first}", timeout=60_000)
+    shot(page, "train_live")
+
+    # a second tab sees the same run training
+    other = page.context.new_page()
+    other.goto(f"{server}/Train")
+    expect(other.get_by_text(re.compile("browser-demo: training"))).to_be_visible(timeout=30_000)
+    other.close()
+
+    expect(page.get_by_text(re.compile(r"completed · epoch 10/10"))).to_be_visible(timeout=240_000)
+    trained = time.monotonic() - started
+    # the page reloads as a whole once the run ends: the run picker says so too
+    expect(page.get_by_role("combobox", name="Run", exact=True)).to_have_value("browser-demo · completed")
+    expect(page.get_by_text("Validation samples")).to_be_visible(timeout=30_000)
+    expect(page.get_by_test_id("stDownloadButton").filter(has_text="best.pt")).to_be_visible()
+    assert page.evaluate(STEP_POINTS_JS) == 200  # 10 epochs of 20 steps
+    shot(page, "train_done")
+
+    # Segment: an LGG-like slice (256 x 256 RGB TIFF), with the run's best.pt
+    image = make_synthetic(n_volumes=1, slices_per_volume=1, size=256, seed=5, lesion_fraction=1.0).images[0]
+    tiff = ARTIFACTS / "upload_slice.tif"
+    cv2.imwrite(str(tiff), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    page.goto(f"{server}/Segment")
+    summary = re.compile(r"UNet\+\+, width 8 · 4 deep-supervision heads · 64×64 input · saved at epoch \d+")
+    expect(page.get_by_text(summary)).to_be_visible(timeout=30_000)  # the run's best.pt, in the sidebar
+    upload_started = time.monotonic()
+    page.locator("input[type=file]").set_input_files(str(tiff))
+    expect(page.get_by_text(re.compile(r"L4 at threshold 0\.50"))).to_be_visible(timeout=60_000)
+    expect(page.get_by_test_id("stDownloadButton").filter(has_text="Mask PNG")).to_be_visible()
+    expect(page.get_by_test_id("stDownloadButton").filter(has_text="Overlay PNG")).to_be_visible()
+    segmented = time.monotonic() - upload_started
+    with page.expect_download() as download:
+        page.get_by_test_id("stDownloadButton").filter(has_text="Mask PNG").click()
+    mask = cv2.imread(download.value.path(), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == (256, 256) and set(mask.ravel().tolist()) <= {0, 255}
+    shot(page, "segment")
+
+    # Compare: the four levels (and the ensemble) evaluated on the run's validation split
+    page.goto(f"{server}/Compare")
+    page.get_by_role("button", name=re.compile("Evaluate every level")).click()
+    expect(page.get_by_text(re.compile(r"Use L\d"))).to_be_visible(timeout=120_000)
+    levels = '["L1", "L2", "L3", "L4", "ensemble"]'
+    page.wait_for_function(f"JSON.stringify(({LATENCY_TRACES_JS})()) === JSON.stringify({levels})", timeout=30_000)
+    for level in ("L1", "L2", "L3", "L4"):
+        expect(page.get_by_text(re.compile(rf"^{level} · Dice"))).to_be_visible()
+    expect(page.get_by_text(re.compile("^Disagreement · "))).to_be_visible()
+    shot(page, "compare")
+    with capsys.disabled():
+        print(f"\n[browser] demo training (defaults, 10 epochs) {trained:.1f} s; segmentation {segmented:.1f} s")
