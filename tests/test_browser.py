@@ -40,6 +40,7 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's ch
                                 "(apt-get install -y chromium)")
 playwright = pytest.importorskip("playwright.sync_api")
 expect = playwright.expect
+expect.set_options(timeout=20_000)  # a busy 2-core CI machine renders slowly
 
 
 def free_port() -> int:

@@ -73,12 +73,10 @@ def test_sigterm_saves_last_and_resume_continues_the_same_history(tmp_path: Path
     run = tmp_path / "run"
     args = ["--data", "synthetic", "--width", "4", "--size", "32", "--batch-size", "4", "--out", str(run)]
     proc = train_cli(*args, "--epochs", "50")
-    deadline = time.time() + 120
-    while time.time() < deadline:  # wait for epoch 1 and a few steps of epoch 2
-        steps = [e for e in read_history(run / "history.jsonl") if e["event"] == "step" and e["epoch"] == 2]
-        if len(steps) >= 3:
-            break
-        time.sleep(0.2)
+    deadline = time.time() + 300
+    while not [e for e in read_history(run / "history.jsonl") if e["event"] == "step" and e["epoch"] == 2][2:]:
+        assert time.time() < deadline and proc.poll() is None, "training did not reach epoch 2"
+        time.sleep(0.2)  # wait for epoch 1 and a few steps of epoch 2
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
