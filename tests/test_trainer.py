@@ -104,3 +104,9 @@ def test_resume_takes_saved_settings_and_given_flags_override(tmp_path: Path) ->
     config = parse_args(["--out", str(run), "--resume", "--epochs", "9"])
     assert (config.width, config.size, config.epochs, config.resume) == (4, 32, 9, True)
     assert parse_args(["--out", str(run), "--width", "12"]).size == TrainConfig().size
+
+
+def test_worker_processes_and_fp32_give_a_complete_epoch(tmp_path: Path) -> None:
+    config = TrainConfig(out=str(tmp_path / "run"), width=4, size=32, epochs=1, workers=1, precision="fp32")
+    summary = Trainer(config, data=make_synthetic(n_volumes=4, slices_per_volume=4, size=32)).fit()
+    assert summary["reason"] == "completed" and epochs_of(tmp_path / "run")[0]["val"]["n_images"] == 4  # 1 of 4 volumes
