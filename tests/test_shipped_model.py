@@ -1,0 +1,54 @@
+"""The model shipped in checkpoints/: loadable safely, self-describing, and good on real slices."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import LGG, ROOT, requires_lgg
+from core import load_checkpoint
+from core.data import load_source
+from core.inference import predict_images
+from core.metrics import SegmentationMetrics
+
+SHIPPED = ROOT / "checkpoints" / "unetpp_lgg.pt"
+CARD = ROOT / "checkpoints" / "unetpp_lgg.md"
+
+
+def test_shipped_checkpoint_is_small_safe_and_complete() -> None:
+    assert SHIPPED.stat().st_size < 40 * 2**20
+    raw = torch.load(SHIPPED, map_location="cpu", weights_only=True)
+    assert raw["format"] == "unetpp-studio" and "optimizer" not in raw
+    model, meta = load_checkpoint(SHIPPED)
+    assert meta["model"]["arch"] == "unetpp" and model.levels == [1, 2, 3, 4]
+    train, val = meta["split"]["train"], meta["split"]["val"]
+    assert len(train) + len(val) == 74 and not set(train) & set(val)
+    assert meta["preprocessing"]["input_size"] == 256
+    assert f"{meta['metrics']['volume_dice_mean']:.3f}" in CARD.read_text()
+
+
+@requires_lgg
+def test_shipped_model_segments_its_validation_patients() -> None:
+    model, meta = load_checkpoint(SHIPPED)
+    val = meta["split"]["val"][:3]
+    slices = load_source(LGG, 256, volumes=val)
+    probs = predict_images(model, slices.images, meta["preprocessing"], 4)
+    metrics = SegmentationMetrics()
+    metrics.update(torch.from_numpy(probs), torch.from_numpy(slices.masks.astype(np.int64)), slices.volumes)
+    per_volume = metrics.per_volume()
+    assert len(per_volume) == 3 and np.mean(list(per_volume.values())) > 0.5, per_volume
+
+
+def test_the_app_uses_the_shipped_model_by_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from app.checkpoints import SHIPPED_ENV, shipped_checkpoint
+
+    monkeypatch.delenv(SHIPPED_ENV, raising=False)
+    monkeypatch.setenv("UNETPP_STUDIO_RUNS", str(tmp_path / "runs"))
+    assert shipped_checkpoint() == SHIPPED
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60).run()
+    assert not at.exception and not at.info
+    assert {m.label for m in at.metric} >= {"Dice", "IoU", "Volume Dice"}
