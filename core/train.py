@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use only the first N volumes (patients), sorted by id: for quick tries")
     p.add_argument("--in-channels", type=int, default=d.in_channels)
     p.add_argument("--num-classes", type=int, default=d.num_classes, help=">1: softmax over class-index masks")
+    p.add_argument("--init-from", default=None,
+                   help="start from this checkpoint's weights (fine-tuning); its architecture must match")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last.pt, with its saved settings (flags given override them)")
     return p

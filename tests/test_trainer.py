@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
-from core.checkpoint import load_checkpoint, read_checkpoint
+from core.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from core.train import parse_args
 from core.data.synthetic import make_synthetic
 from core.training.config import TrainConfig
@@ -110,3 +111,17 @@ def test_worker_processes_and_fp32_give_a_complete_epoch(tmp_path: Path) -> None
     config = TrainConfig(out=str(tmp_path / "run"), width=4, size=32, epochs=1, workers=1, precision="fp32")
     summary = Trainer(config, data=make_synthetic(n_volumes=4, slices_per_volume=4, size=32)).fit()
     assert summary["reason"] == "completed" and epochs_of(tmp_path / "run")[0]["val"]["n_images"] == 4  # 1 of 4 volumes
+
+
+def test_init_from_starts_with_a_checkpoints_weights(tmp_path: Path) -> None:
+    data = make_synthetic(n_volumes=4, slices_per_volume=4, size=32)
+    first = TrainConfig(out=str(tmp_path / "a"), width=4, size=32, epochs=1)
+    Trainer(first, data=data).fit()
+    source, _ = load_checkpoint(tmp_path / "a" / "last.pt")
+    tuned = Trainer(TrainConfig(out=str(tmp_path / "b"), width=4, size=32, epochs=0, init_from=str(tmp_path / "a" / "last.pt")), data=data)
+    tuned._setup()
+    for (name, a), b in zip(source.state_dict().items(), tuned.model.state_dict().values()):
+        assert torch.equal(a, b.cpu()), name
+    wrong = Trainer(TrainConfig(out=str(tmp_path / "c"), width=8, size=32, init_from=str(tmp_path / "a" / "last.pt")), data=data)
+    with pytest.raises(CheckpointError, match="base_width: 4 there, 8 here"):
+        wrong.fit()

@@ -33,6 +33,7 @@ class TrainConfig:
     in_channels: int = 3
     num_classes: int = 1
     resume: bool = False
+    init_from: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

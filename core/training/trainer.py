@@ -24,11 +24,11 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from core.checkpoint import atomic_save, default_normalization, make_checkpoint, read_checkpoint
+from core.checkpoint import CheckpointError, atomic_save, default_normalization, make_checkpoint, read_checkpoint
 from core.data import EpochSampler, SliceDataset, SliceSet, load_source, split_volumes, train_augmentation
 from core.inference import evaluate_loader, normalize
 from core.losses import BCEDiceLoss, DeepSupervisionLoss
-from core.models import build_model
+from core.models import build_model, model_config
 from core.runtime import autocast, autocast_dtype, memory_format, select_device
 from core.training.config import TrainConfig
 from core.training.history import Callback, History
@@ -95,6 +95,8 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, mode="max", patience=3)
         self.scaler = torch.amp.GradScaler(enabled=self.dtype == torch.float16 and self.device.type == "cuda")
         self.epoch, self.best_score, self.best_epoch, self.epochs_history = 0, -math.inf, 0, []
+        if c.init_from and not resume_state:
+            self._load_initial_weights(Path(c.init_from))
         if resume_state:
             self.model.load_state_dict(resume_state["state_dict"])
             self.optimizer.load_state_dict(resume_state["optimizer"])
@@ -108,6 +110,16 @@ class Trainer:
         self.run.mkdir(parents=True, exist_ok=True)
         (self.run / "config.json").write_text(json.dumps(c.to_dict(), indent=2))
         (self.run / "split.json").write_text(json.dumps(self.split, indent=2))
+
+    def _load_initial_weights(self, path: Path) -> None:
+        """Copy a checkpoint's weights into the new model (``--init-from``); configs must agree."""
+        source = read_checkpoint(path)
+        ours = model_config(self.model)
+        theirs = {**ours, **{k: v for k, v in source["model"].items() if k in ours}}
+        if theirs != ours:
+            diff = ", ".join(f"{k}: {theirs[k]} there, {ours[k]} here" for k in ours if theirs[k] != ours[k])
+            raise CheckpointError(f"{path}: --init-from needs the same architecture ({diff})")
+        self.model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in source["state_dict"].items()})
 
     def _resume_state(self) -> dict[str, Any] | None:
         last = self.run / "last.pt"
