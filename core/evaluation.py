@@ -41,7 +41,8 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Metrics of ``levels`` (default: all) on ``slices``, plus params, FLOPs and ms per image.
 
-    The result is what ``python -m core.evaluate --json`` writes.
+    The result is what ``python -m core.evaluate --json`` writes; each level also lists the Dice
+    of every volume (``volume_dice``) where the data has volumes.
     """
     available = model_levels(model)
     levels = list(levels or available)
@@ -57,7 +58,8 @@ def evaluate_model(
             progress(fraction / steps, "segmenting")
 
     segmenting(0.0)
-    quality = evaluate_loader(model, loader, meta["preprocessing"], volumes, dtype, progress=segmenting)["levels"]
+    evaluated = evaluate_loader(model, loader, meta["preprocessing"], volumes, dtype, progress=segmenting)
+    quality = evaluated["levels"]
     size = meta["preprocessing"].get("input_size") or slices.images.shape[1]
     result: dict[str, Any] = {"levels": {}, "n_images": len(slices)}
     for i, level in enumerate(levels):
@@ -71,6 +73,8 @@ def evaluate_model(
             "flops": count_flops(model, level, size),
             "ms_per_image": measure_latency(model, level, size, 1, dtype, repeats=timing_repeats),
         }
+        if level in evaluated["volumes"]:
+            row["volume_dice"] = evaluated["volumes"][level]
         result["levels"][str(level)] = row
     if volumes is not None:
         result["n_volumes"] = len(set(volumes))

@@ -88,8 +88,8 @@ def evaluate_loader(
 ) -> dict[str, Any]:
     """Metrics of every level over a loader of ``(image, mask, index)`` from one forward per batch.
 
-    Returns ``{"levels": {level: metrics}, "loss": mean loss or None}``; volume metrics use
-    ``volumes[index]`` when ``volumes`` is given. ``progress`` gets the fraction of batches done.
+    Returns ``{"levels": {level: metrics}, "volumes": {level: {volume: Dice}}, "loss": mean loss
+    or None}``; volume metrics use ``volumes[index]`` when ``volumes`` is given. ``progress`` gets the fraction of batches done.
     """
     device = next(model.parameters()).device
     was_training = model.training
@@ -113,6 +113,7 @@ def evaluate_loader(
     model.train(was_training)
     return {
         "levels": {level: m.compute() for level, m in metrics.items()},
+        "volumes": {level: m.per_volume() for level, m in metrics.items()} if volumes is not None else {},
         "loss": loss_sum / n if criterion is not None and n else None,
     }
 

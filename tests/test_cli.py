@@ -28,6 +28,7 @@ def test_evaluate_writes_every_level(checkpoint: Path, tmp_path: Path, capsys) -
     for row in result["levels"].values():
         assert {"dice", "iou", "volume_dice_mean", "volume_dice_median", "params", "flops", "ms_per_image"} <= set(row)
         assert 0 <= row["dice"] <= 1 and row["ms_per_image"] > 0
+        assert row["volume_dice_mean"] == pytest.approx(sum(row["volume_dice"].values()) / 2)
     params = [result["levels"][k]["params"] for k in "1234"]
     flops = [result["levels"][k]["flops"] for k in "1234"]
     assert params == sorted(params) and flops == sorted(flops) and len(set(flops)) == 4
