@@ -87,21 +87,21 @@ def model_summary(meta: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def pick_checkpoint(container: Any = None) -> tuple[Path, nn.Module, dict[str, Any]] | None:
-    """The model picker: returns ``(path, model, meta)``, or None (with a message) if there is none."""
-    box = container or st.sidebar
+def pick_checkpoint() -> tuple[Path, nn.Module, dict[str, Any]]:
+    """The sidebar model picker: ``(path, model, meta)``; stops the page with a message if there is none."""
+    box = st.sidebar
     choices = available_checkpoints()
     if not choices:
         box.info("No model yet: the shipped model is not installed and no run has a best.pt. "
                  "Train one on the Train page (the demo takes about a minute).")
         box.page_link("pages/1_Train.py", label="Go to Train", icon=":material/model_training:")
-        return None
+        st.stop()
     labels = {str(c.path): c.label for c in choices}
     chosen = persistent_selectbox("Model", list(labels), CHECKPOINT, labels.__getitem__, box)
     try:
         model, meta = load_model(Path(chosen))
     except CheckpointError as err:
         box.error(str(err))
-        return None
+        st.stop()
     box.caption(model_summary(meta))
     return Path(chosen), model, meta

@@ -83,10 +83,7 @@ def slice_viewer(model: nn.Module, meta: dict, slices: SliceSet) -> None:
 
 setup_page("Compare")
 st.title("Compare levels")
-picked = pick_checkpoint()
-if picked is None:
-    st.stop()
-checkpoint, model, meta = picked
+checkpoint, model, meta = pick_checkpoint()
 pre = meta["preprocessing"]
 chosen = data_choice(meta)
 if chosen is None:

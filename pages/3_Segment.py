@@ -18,10 +18,7 @@ TYPES = ["png", "jpg", "jpeg", "tif", "tiff"]
 
 setup_page("Segment")
 st.title("Segment")
-picked = pick_checkpoint()
-if picked is None:
-    st.stop()
-checkpoint, model, meta = picked
+checkpoint, model, meta = pick_checkpoint()
 levels = model_levels(model)
 with st.sidebar:
     if st.session_state.get(LEVEL) not in levels:
