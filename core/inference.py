@@ -89,7 +89,8 @@ def evaluate_loader(
     """Metrics of every level over a loader of ``(image, mask, index)`` from one forward per batch.
 
     Returns ``{"levels": {level: metrics}, "volumes": {level: {volume: Dice}}, "loss": mean loss
-    or None}``; volume metrics use ``volumes[index]`` when ``volumes`` is given. ``progress`` gets the fraction of batches done.
+    or None}``; volume metrics use ``volumes[index]`` when ``volumes`` is given. ``progress`` gets
+    the fraction of images done.
     """
     device = next(model.parameters()).device
     was_training = model.training
