@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=d.precision,
                    help="auto: bf16 autocast on CPUs with bf16 support, AMP on CUDA, else fp32")
     p.add_argument("--patience", type=int, default=d.patience, help="early stopping: epochs without a better score")
+    p.add_argument("--lr-patience", type=int, default=d.lr_patience,
+                   help="ReduceLROnPlateau: epochs without a better validation IoU before lr is divided by 10")
     p.add_argument("--empty-fraction", type=float, default=d.empty_fraction,
                    help="share of slices with an empty mask drawn each epoch (all non-empty ones always are)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop after the epoch that would pass this time")

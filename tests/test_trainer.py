@@ -125,3 +125,9 @@ def test_init_from_starts_with_a_checkpoints_weights(tmp_path: Path) -> None:
     wrong = Trainer(TrainConfig(out=str(tmp_path / "c"), width=8, size=32, init_from=str(tmp_path / "a" / "last.pt")), data=data)
     with pytest.raises(CheckpointError, match="base_width: 4 there, 8 here"):
         wrong.fit()
+    other_split = Trainer(TrainConfig(out=str(tmp_path / "d"), width=4, size=32, seed=5, init_from=str(tmp_path / "a" / "last.pt")), data=data)
+    with pytest.raises(CheckpointError, match="would leak 1 of this run's validation volumes"):
+        other_split.fit()
+    patient = Trainer(TrainConfig(out=str(tmp_path / "e"), width=4, size=32, lr_patience=7), data=data)
+    patient._setup()
+    assert tuned.scheduler.patience == 3 and patient.scheduler.patience == 7

@@ -27,6 +27,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"
     patience: int = 10
+    lr_patience: int = 3
     empty_fraction: float = 1.0
     max_minutes: float | None = None
     max_volumes: int | None = None

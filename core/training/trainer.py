@@ -92,7 +92,7 @@ class Trainer:
         }).to(self.device, memory_format=memory_format(self.device))
         self.criterion = DeepSupervisionLoss(BCEDiceLoss(c.alpha), c.ds_weights)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=c.lr)
-        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, mode="max", patience=3)
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, mode="max", patience=c.lr_patience)
         self.scaler = torch.amp.GradScaler(enabled=self.dtype == torch.float16 and self.device.type == "cuda")
         self.epoch, self.best_score, self.best_epoch, self.epochs_history = 0, -math.inf, 0, []
         if c.init_from and not resume_state:
@@ -119,6 +119,12 @@ class Trainer:
         if theirs != ours:
             diff = ", ".join(f"{k}: {theirs[k]} there, {ours[k]} here" for k in ours if theirs[k] != ours[k])
             raise CheckpointError(f"{path}: --init-from needs the same architecture ({diff})")
+        leaked = sorted(set(source.get("split", {}).get("train", [])) & set(self.split["val"]))
+        if leaked:
+            raise CheckpointError(
+                f"{path}: --init-from would leak {len(leaked)} of this run's validation volumes "
+                f"({', '.join(leaked[:3])}{', ...' if len(leaked) > 3 else ''}) that the checkpoint was trained on; "
+                "use the same --seed and --val-fraction as that run")
         self.model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in source["state_dict"].items()})
 
     def _resume_state(self) -> dict[str, Any] | None:
