@@ -41,6 +41,18 @@ def test_shipped_model_reproduces_its_card_on_the_validation_patients() -> None:
     assert result["n_volumes"] == 15 and result["n_images"] == 561
     assert result["volume_dice_mean"] == pytest.approx(meta["metrics"]["volume_dice_mean"], abs=0.01)
 
+@requires_lgg
+def test_bf16_fast_path_agrees_with_fp32_on_real_slices() -> None:
+    """The speed path (channels_last + bf16 autocast) must not change the segmentation."""
+    model, meta = load_checkpoint(SHIPPED)
+    slices = load_source(LGG, 256, volumes=meta["split"]["val"])
+    images = slices.images[slices.positive][:48]
+    fp32 = predict_images(model, images, meta["preprocessing"], 4, None) > 0.5
+    bf16 = predict_images(model, images, meta["preprocessing"], 4, torch.bfloat16) > 0.5
+    agreement = 2 * (fp32 & bf16).sum() / (fp32.sum() + bf16.sum())
+    assert fp32.sum() > 10_000 and agreement > 0.99, agreement
+
+
 def test_the_app_uses_the_shipped_model_by_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from streamlit.testing.v1 import AppTest
 

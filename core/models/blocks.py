@@ -26,11 +26,13 @@ class ConvBlock(nn.Module):
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Replicate-pad H and W up to a multiple of ``multiple``; return the tensor and the original size."""
+    """Replicate-pad H and W up to a multiple of ``multiple``; return the tensor and the original size.
+
+    Pads even by zero, without a branch on the size, so that an exported graph (ONNX, torch.export)
+    stays valid for every input size.
+    """
     h, w = x.shape[-2:]
-    pad_h, pad_w = (-h) % multiple, (-w) % multiple
-    if pad_h or pad_w:
-        x = nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+    x = nn.functional.pad(x, (0, (-w) % multiple, 0, (-h) % multiple), mode="replicate")
     return x, (h, w)
 
 
