@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -37,6 +38,28 @@ from core.training.history import Callback, History
 def score_of(metrics: dict[str, float]) -> float:
     """The number best.pt maximises: volume Dice where volumes exist, else per-image Dice."""
     return metrics.get("volume_dice_mean", metrics["dice"])
+
+
+def training_step(
+    model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+    images: torch.Tensor, masks: torch.Tensor, normalization: dict[str, list[float]], dtype: torch.dtype | None,
+) -> float:
+    """One optimisation step on a uint8 batch, as the trainer runs it; returns the loss.
+
+    Normalisation happens on the model's device, the forward pass under autocast (bf16 on CPUs
+    that have it, AMP on CUDA) in channels_last, the loss in fp32.
+    """
+    device = next(model.parameters()).device
+    x = normalize(images.to(device, non_blocking=True), normalization["mean"], normalization["std"])
+    masks = masks.to(device, non_blocking=True)
+    with autocast(device, dtype):
+        outputs = model(x)
+    loss = criterion(outputs, masks)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.item()
 
 
 class Trainer:
@@ -155,19 +178,11 @@ class Trainer:
         self.sampler.set_epoch(self.epoch)
         total, n = 0.0, 0
         for step, (images, masks, _) in enumerate(self.train_loader):
-            x = normalize(images.to(self.device, non_blocking=True), self.normalization["mean"], self.normalization["std"])
-            masks = masks.to(self.device, non_blocking=True)
-            with autocast(self.device, self.dtype):
-                outputs = self.model(x)
-            loss = self.criterion(outputs, masks)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            value = loss.item()
+            value = training_step(self.model, self.criterion, self.optimizer, self.scaler, images, masks,
+                                  self.normalization, self.dtype)
             if not math.isfinite(value):
                 raise FloatingPointError(f"loss became {value} at epoch {self.epoch + 1}, step {step + 1}; try a lower --lr")
-            total, n = total + value * len(x), n + len(x)
+            total, n = total + value * len(images), n + len(images)
             bar.update(1)
             bar.set_postfix(epoch=self.epoch + 1, loss=f"{value:.4f}")
             self.history.emit({"event": "step", "epoch": self.epoch + 1, "step": step + 1,
