@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
     p.add_argument("--size", type=int, default=d.size, help="slices are resized to size x size")
     p.add_argument("--alpha", type=float, default=d.alpha, help="loss = alpha*BCE + (1-alpha)*soft Dice")
+    p.add_argument("--batch-dice", action="store_true",
+                   help="Dice term over the whole batch, not per image (empty slices cost only their false positives)")
     p.add_argument("--val-fraction", type=float, default=d.val_fraction, help="share of volumes (patients) held out")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--workers", type=int, default=d.workers, help="DataLoader worker processes")

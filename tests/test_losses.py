@@ -17,6 +17,18 @@ def test_soft_dice_by_hand() -> None:
     assert SoftDiceLoss(smooth=1.0)(logits, target).item() == pytest.approx(0.5)
 
 
+def test_batch_dice_charges_an_empty_slice_only_for_its_false_positives() -> None:
+    logits = torch.full((2, 1, 4, 4), -30.0)
+    target = torch.zeros(2, 4, 4)
+    logits[0, 0, :2, :2] = 30.0  # slice 0: empty truth, 4 false-positive pixels
+    logits[1, 0, 2:, 2:] = 30.0  # slice 1: 4 lesion pixels found exactly
+    target[1, 2:, 2:] = 1
+    # per image: (1 - 1/5 + 1 - 9/9) / 2 = 0.4; over the batch: 1 - (2*4 + 1) / (8 + 4 + 1) = 4/13
+    assert SoftDiceLoss()(logits, target).item() == pytest.approx(0.4, abs=1e-6)
+    assert SoftDiceLoss(batch=True)(logits, target).item() == pytest.approx(4 / 13, abs=1e-6)
+    assert BCEDiceLoss(0.0, batch_dice=True)(logits, target).item() == pytest.approx(4 / 13, abs=1e-6)
+
+
 def test_bce_dice_mixes_the_two_terms_by_alpha() -> None:
     logits = torch.randn(2, 1, 8, 8)
     target = (torch.rand(2, 8, 8) > 0.7).long()

@@ -17,6 +17,7 @@ class BCEDiceLoss(nn.Module):
     Args:
         alpha: weight of the cross-entropy term (0.5 in the seed design).
         smooth: Dice smoothing constant.
+        batch_dice: compute the Dice term over the whole batch (see ``SoftDiceLoss``).
 
     Example:
         >>> loss = BCEDiceLoss(alpha=0.5)
@@ -24,12 +25,12 @@ class BCEDiceLoss(nn.Module):
         True
     """
 
-    def __init__(self, alpha: float = 0.5, smooth: float = 1.0) -> None:
+    def __init__(self, alpha: float = 0.5, smooth: float = 1.0, batch_dice: bool = False) -> None:
         super().__init__()
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
         self.alpha = alpha
-        self.dice = SoftDiceLoss(smooth)
+        self.dice = SoftDiceLoss(smooth, batch_dice)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logits = logits.float()

@@ -27,6 +27,10 @@ class SoftDiceLoss(nn.Module):
     """``1 - (2|P∩T| + s) / (|P| + |T| + s)`` per image and class, averaged.
 
     For multi-class logits the background class (0) is included, as in the seed design.
+    ``batch=True`` sums over the whole batch before the ratio (nnU-Net's "batch Dice", MONAI's
+    ``batch=True``): a tumour-free slice then costs only through its false positives, instead of
+    a near-constant penalty for any probability mass, which makes per-image Dice over-cautious
+    on small lesions.
 
     Example:
         >>> logits = torch.full((1, 1, 4, 4), 10.0)
@@ -34,13 +38,14 @@ class SoftDiceLoss(nn.Module):
         0.0
     """
 
-    def __init__(self, smooth: float = 1.0) -> None:
+    def __init__(self, smooth: float = 1.0, batch: bool = False) -> None:
         super().__init__()
-        self.smooth = smooth
+        self.smooth, self.batch = smooth, batch
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         probs = probabilities(logits.float())
         truth = one_hot_target(target, logits.shape[1])
-        inter = (probs * truth).sum(dim=(2, 3))
-        total = probs.sum(dim=(2, 3)) + truth.sum(dim=(2, 3))
+        dims = (0, 2, 3) if self.batch else (2, 3)
+        inter = (probs * truth).sum(dim=dims)
+        total = probs.sum(dim=dims) + truth.sum(dim=dims)
         return 1 - ((2 * inter + self.smooth) / (total + self.smooth)).mean()

@@ -20,6 +20,7 @@ class TrainConfig:
     lr: float = 1e-3
     size: int = 256
     alpha: float = 0.5
+    batch_dice: bool = False
     val_fraction: float = 0.2
     seed: int = 0
     workers: int = 0

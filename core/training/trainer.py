@@ -113,7 +113,7 @@ class Trainer:
             "arch": c.arch, "in_channels": c.in_channels, "num_classes": c.num_classes,
             "base_width": c.width, "deep_supervision": c.deep_supervision,
         }).to(self.device, memory_format=memory_format(self.device))
-        self.criterion = DeepSupervisionLoss(BCEDiceLoss(c.alpha), c.ds_weights)
+        self.criterion = DeepSupervisionLoss(BCEDiceLoss(c.alpha, batch_dice=c.batch_dice), c.ds_weights)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=c.lr)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, mode="max", patience=c.lr_patience)
         self.scaler = torch.amp.GradScaler(enabled=self.dtype == torch.float16 and self.device.type == "cuda")
@@ -243,6 +243,8 @@ class Trainer:
         finally:
             bar.close()
             self._restore_signal_handlers(handlers)
+        if reason == "completed" and self.stop_event.is_set():  # the stop came during validation
+            reason = "stopped"
         if reason == "stopped":
             last_metrics = self.epochs_history[-1]["val"] if self.epochs_history else {}
             atomic_save(self._checkpoint(last_metrics, with_state=True), self.run / "last.pt")
