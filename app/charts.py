@@ -161,3 +161,15 @@ def probability_figure(prob: np.ndarray, title: str = "Lesion probability") -> g
     fig.update_xaxes(visible=False, constrain="domain")
     fig.update_layout(hovermode="closest")
     return _layout(fig, title, height=440)
+
+
+def lesion_area_figure(rows: list[dict[str, Any]], current: int) -> go.Figure:
+    """Lesion area per slice (mm² where the spacing is known, else pixels), the shown slice marked."""
+    in_mm2 = rows and rows[0]["lesion_mm2"] is not None
+    values = [r["lesion_mm2"] if in_mm2 else r["lesion_pixels"] for r in rows]
+    slices = [r["slice"] for r in rows]
+    colors = [PRIMARY if s == current else MUTED for s in slices]
+    fig = go.Figure(go.Bar(x=slices, y=values, marker_color=colors,
+                           hovertemplate="slice %{x}<br>%{y:,.1f}" + (" mm²" if in_mm2 else " px") + "<extra></extra>"))
+    return _layout(fig, "Lesion area by slice", height=320, xaxis_title="slice",
+                   yaxis_title="lesion area (mm²)" if in_mm2 else "lesion area (pixels)", showlegend=False)

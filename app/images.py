@@ -1,9 +1,7 @@
-"""Pictures made from predictions: overlays, head agreement, PNG and zip files."""
+"""Pictures made from predictions: overlays, head agreement, sizes for display."""
 from __future__ import annotations
 
-import io
-import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -79,21 +77,3 @@ def strip(images: Sequence[np.ndarray], gap: int = 4) -> np.ndarray:
     spacer = np.full((images[0].shape[0], gap, 3), 255, np.uint8)
     parts = [part for image in images for part in (image, spacer)][:-1]
     return np.hstack(parts)
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    """An RGB (H, W, 3) or grey (H, W) uint8 image as PNG bytes."""
-    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
-    ok, buffer = cv2.imencode(".png", bgr)
-    if not ok:
-        raise ValueError("PNG encoding failed")
-    return buffer.tobytes()
-
-
-def zip_bytes(files: Mapping[str, bytes]) -> bytes:
-    """A zip archive holding ``{name: content}``."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, content in files.items():
-            archive.writestr(name, content)
-    return buffer.getvalue()

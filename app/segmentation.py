@@ -1,7 +1,8 @@
-"""Uploaded images for the Segment page: checked, decoded, and segmented once per model and level."""
+"""Uploads for the Segment page: checked, read as scans, and segmented once per model and level."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,29 +10,31 @@ import numpy as np
 import streamlit as st
 
 from app.checkpoints import inference_device, load_model
-from core.data import DataError, decode_image
-from core.inference import parse_level, segment_image
+from core.data import DataError
+from core.data.scans import Scan, read_scans
+from core.inference import lesion_masks, parse_level, segment_images
+from core.lesions import slice_rows, volume_summary
 
-MAX_PIXELS = 25_000_000  # 25 megapixels: larger images are refused before they fill the memory
+MAX_PIXELS = 25_000_000  # per 2D image: larger images are refused before they fill the memory
+TYPES = ["png", "jpg", "jpeg", "bmp", "tif", "tiff", "dcm", "nii", "gz", "zip"]
 
 
-@dataclass(frozen=True)
+@dataclass
 class Result:
-    """One segmented upload: its probabilities, mask (0/255) and overlay picture."""
+    """One segmented scan: lesion probability and 0/255 masks per slice, plus its output stem."""
 
-    name: str
+    scan: Scan
     stem: str  # unique among the uploads, for output file names
-    probs: np.ndarray
-    mask: np.ndarray
-    picture: np.ndarray
+    lesion: np.ndarray  # (S, H, W) probability of lesion
+    masks: np.ndarray  # (S, H, W) 0/255
 
     @property
-    def lesion_pixels(self) -> int:
-        return int((self.mask > 0).sum())
+    def summary(self) -> dict:
+        return volume_summary(self.scan, self.masks > 0, self.lesion)
 
     @property
-    def lesion_percent(self) -> float:
-        return 100 * self.lesion_pixels / self.mask.size
+    def rows(self) -> list[dict]:
+        return slice_rows(self.scan, self.masks > 0, self.lesion)
 
 
 def upload_limit_mb() -> int:
@@ -39,46 +42,48 @@ def upload_limit_mb() -> int:
     return int(st.get_option("server.maxUploadSize"))
 
 
-def decode_upload(name: str, data: bytes, channels: int) -> np.ndarray:
-    """An uploaded file as a uint8 ``(H, W, channels)`` RGB image; ``DataError`` naming the file if not usable."""
-    if not data:
-        raise DataError(f"{name}: the file is empty")
-    limit = upload_limit_mb()
-    if len(data) > limit * 2**20:
-        raise DataError(f"{name}: {len(data) / 2**20:.1f} MB is over the {limit} MB limit per file")
-    image = decode_image(data, channels, name)
-    h, w = image.shape[:2]
-    if h * w > MAX_PIXELS:
-        raise DataError(f"{name}: {w}×{h} pixels is over the limit of {MAX_PIXELS / 1e6:.0f} megapixels")
-    return image
-
-
 def digest(data: bytes) -> str:
     """A short fingerprint of a file's bytes (cache key)."""
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def probabilities(checkpoint: str, mtime: float, level: str, file_digest: str, _image: np.ndarray) -> np.ndarray:
-    """``segment_image`` of an upload, cached by (checkpoint version, level, file bytes).
+@st.cache_data(max_entries=16, show_spinner=False)
+def _read(name: str, file_digest: str, channels: int, _data: bytes) -> list[Scan]:
+    del file_digest  # only part of the cache key
+    return read_scans(name, _data, channels)
 
-    Changing the threshold or the opacity reuses these probabilities.
+
+def read_upload(name: str, data: bytes, channels: int) -> list[Scan]:
+    """An uploaded file as scans (a zip of images gives several); ``DataError`` naming the file if not usable."""
+    if not data:
+        raise DataError(f"{name}: the file is empty")
+    limit = upload_limit_mb()
+    if len(data) > limit * 2**20:
+        raise DataError(f"{name}: {len(data) / 2**20:.1f} MB is over the {limit} MB limit per file")
+    scans = _read(name, digest(data), channels, data)
+    for scan in scans:
+        h, w = scan.slices.shape[1:3]
+        if not scan.is_volume and h * w > MAX_PIXELS:
+            raise DataError(f"{scan.name}: {w}×{h} pixels is over the limit of {MAX_PIXELS / 1e6:.0f} megapixels")
+    return scans
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def probabilities(checkpoint: str, mtime: float, level: str, key: str, _slices: np.ndarray,
+                  _progress: Callable[[float], None] | None = None) -> np.ndarray:
+    """``segment_images`` of a scan's slices, cached by (checkpoint version, level, file and scan).
+
+    Changing the threshold, the opacity or the slice reuses these probabilities.
     """
-    del mtime, file_digest  # only part of the cache key
+    del mtime, key  # only part of the cache key
     model, meta = load_model(Path(checkpoint))
-    return segment_image(model, meta["preprocessing"], _image, parse_level(level), inference_device()[1])
+    return segment_images(model, meta["preprocessing"], _slices, parse_level(level), inference_device()[1],
+                          progress=_progress)
 
 
-def unique_stems(names: list[str]) -> list[str]:
-    """File stems made unique (``a``, ``a_2``, ...) so outputs of same-named uploads don't collide."""
-    used: set[str] = set()
-    stems = []
-    for name in names:
-        stem = candidate = Path(name).stem or "image"
-        k = 1
-        while candidate in used:
-            k += 1
-            candidate = f"{stem}_{k}"
-        used.add(candidate)
-        stems.append(candidate)
-    return stems
+def segment(checkpoint: Path, level: str, key: str, scan: Scan, stem: str, threshold: float,
+            progress: Callable[[float], None] | None = None) -> Result:
+    """Segment ``scan`` (cached) and threshold it."""
+    probs = probabilities(str(checkpoint), checkpoint.stat().st_mtime, level, key, scan.slices, progress)
+    lesion, masks = lesion_masks(probs, threshold)
+    return Result(scan, stem, lesion, masks)

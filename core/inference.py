@@ -119,22 +119,37 @@ def evaluate_loader(
     }
 
 
+def segment_images(
+    model: nn.Module, preprocessing: dict[str, Any], images: np.ndarray, level: Level,
+    dtype: torch.dtype | None = None, batch_size: int = 8, progress: Callable[[float], None] | None = None,
+) -> np.ndarray:
+    """Probabilities ``(N, C_out, H, W)`` for uint8 ``(N, H, W, C)`` images (slices of a scan) at their size.
+
+    Images are resized to the model's training size (if it has one) and the probabilities resized
+    back, so that structures keep the scale the model learned. ``progress`` gets the fraction done.
+    """
+    h, w = images.shape[1:3]
+    size = preprocessing.get("input_size")
+    out = []
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size]
+        if size:
+            batch = np.stack([resize_image(image, size) for image in batch])
+        probs = predict_images(model, batch, preprocessing, level, dtype, batch_size)
+        if probs.shape[2:] != (h, w):
+            probs = np.stack([[cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR) for p in image] for image in probs])
+        out.append(probs)
+        if progress:
+            progress(min(1.0, (start + len(batch)) / len(images)))
+    return np.concatenate(out)
+
+
 def segment_image(
     model: nn.Module, preprocessing: dict[str, Any], image: np.ndarray, level: Level,
     dtype: torch.dtype | None = None,
 ) -> np.ndarray:
-    """Probabilities ``(C_out, H, W)`` for one uint8 ``(H, W, C)`` image at its own size.
-
-    The image is resized to the model's training size (if it has one) and the probabilities
-    resized back, so that structures keep the scale the model learned.
-    """
-    h, w = image.shape[:2]
-    size = preprocessing.get("input_size")
-    resized = resize_image(image, size) if size else image
-    probs = predict_images(model, resized[None], preprocessing, level, dtype)[0]
-    if probs.shape[1:] != (h, w):
-        probs = np.stack([cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR) for p in probs])
-    return probs
+    """Probabilities ``(C_out, H, W)`` for one uint8 ``(H, W, C)`` image at its own size (see ``segment_images``)."""
+    return segment_images(model, preprocessing, image[None], level, dtype)[0]
 
 
 def probabilities_to_mask(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -142,3 +157,13 @@ def probabilities_to_mask(probs: np.ndarray, threshold: float = 0.5) -> np.ndarr
     if probs.shape[0] == 1:
         return ((probs[0] >= threshold) * 255).astype(np.uint8)
     return probs.argmax(0).astype(np.uint8)
+
+
+def lesion_masks(probs: np.ndarray, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """``(N, C, H, W)`` probabilities -> lesion probability ``(N, H, W)`` and masks ``(N, H, W)``.
+
+    The lesion probability is the foreground channel (binary) or 1 - background (multi-class);
+    masks are as ``probabilities_to_mask``.
+    """
+    lesion = probs[:, 0] if probs.shape[1] == 1 else 1.0 - probs[:, 0]
+    return lesion, np.stack([probabilities_to_mask(p, threshold) for p in probs])

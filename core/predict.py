@@ -1,8 +1,16 @@
-"""``python -m core.predict``: segment images and write one mask PNG per input.
+"""``python -m core.predict``: segment images and scans; write masks and lesion statistics.
+
+Inputs: PNG / JPG / TIFF / BMP images, multi-page TIFF stacks, DICOM files, zips of a DICOM
+series or of images, NIfTI volumes (``.nii``, ``.nii.gz``). Outputs in ``--out``:
+
+- a 2D image: ``<name>_mask.png``;
+- a volume: ``<name>_mask.nii.gz`` (the input's shape and affine), ``<name>_masks.zip`` (one PNG
+  per slice) and ``<name>_slices.csv`` (lesion pixels, mm² and max probability per slice);
+- always ``summary.csv``: one row per input (lesion voxels, mL where the spacing is known).
 
 Example::
 
-    python -m core.predict --level 2 scan1.tif scan2.png --out masks/
+    python -m core.predict --level 2 scan1.tif head.nii.gz series.zip --out results/
 """
 from __future__ import annotations
 
@@ -10,22 +18,23 @@ import argparse
 import sys
 from pathlib import Path
 
-import cv2
-
 from core.checkpoint import CheckpointError, load_checkpoint
-from core.data import DataError, read_image
+from core.data import DataError
+from core.data.scans import Scan, read_scans
 from core.evaluate import DEFAULT_CHECKPOINT
-from core.inference import parse_level, probabilities_to_mask, segment_image
-from core.runtime import autocast_dtype, select_device
+from core.inference import lesion_masks, parse_level, segment_images
+from core.lesions import csv_text, volume_summary
+from core.outputs import unique_stems, write_outputs
+from core.runtime import autocast_dtype, reexec_with_tuned_malloc, select_device
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m core.predict", description=__doc__.split("\n")[0])
-    p.add_argument("inputs", nargs="+", type=Path, help="image files (PNG, JPG, TIFF, BMP)")
+    p.add_argument("inputs", nargs="+", type=Path, help="images, TIFF stacks, DICOM files or zips, NIfTI volumes")
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     p.add_argument("--level", default=None, help="pruning level 1..4 or 'ens' (default: the deepest head)")
     p.add_argument("--threshold", type=float, default=0.5, help="probability above which a pixel is lesion")
-    p.add_argument("--out", type=Path, required=True, help="folder for <input name>_mask.png files")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
     args = p.parse_args(argv)
@@ -38,22 +47,36 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    failed = 0
+    failed, summaries = 0, []
+    scans: list[Scan] = []
     for path in args.inputs:
         try:
-            image = read_image(path, model.in_channels)
-            probs = segment_image(model, meta["preprocessing"], image, level, dtype)
-        except (DataError, ValueError) as err:
+            scans += read_scans(str(path), _read(path), model.in_channels)
+        except DataError as err:
             print(f"error: {err}", file=sys.stderr)
             failed += 1
-            continue
-        mask = probabilities_to_mask(probs, args.threshold)
-        target = args.out / f"{path.stem}_mask.png"
-        cv2.imwrite(str(target), mask)
-        share = (mask > 0).mean() * 100
-        print(f"{path} -> {target} ({share:.2f}% lesion)")
+    for scan, stem in zip(scans, unique_stems([s.name for s in scans])):
+        lesion, masks = lesion_masks(segment_images(model, meta["preprocessing"], scan.slices, level, dtype), args.threshold)
+        written = write_outputs(scan, lesion, masks, args.out, stem)
+        summary = volume_summary(scan, masks > 0, lesion)
+        summaries.append(summary)
+        volume = f", {summary['lesion_ml']} mL" if summary["lesion_ml"] is not None else ""
+        print(f"{scan.name} ({scan.kind}, {len(masks)} slice{'s' * (len(masks) > 1)}): "
+              f"{summary['lesion_voxels']:,} lesion voxels{volume} -> {', '.join(str(w) for w in written)}")
+        for note in (scan.intensity_note if scan.is_volume else "", scan.channels_note):
+            if note:
+                print(f"  note: {note}")
+    (args.out / "summary.csv").write_text(csv_text(summaries))
     return 1 if failed else 0
 
 
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise DataError(f"{path}: cannot be read ({err.strerror})") from None
+
+
 if __name__ == "__main__":
+    reexec_with_tuned_malloc("core.predict")
     sys.exit(main())

@@ -1,20 +1,21 @@
-"""Segment page: upload images, see the lesion overlay and probabilities, download masks."""
+"""Segment page: upload images or scans (DICOM, NIfTI, TIFF stacks), view the lesion per slice, download results."""
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from app.charts import probability_figure
+from app.charts import lesion_area_figure, probability_figure
 from app.checkpoints import pick_checkpoint
-from app.images import enlarge, foreground, overlay, png_bytes, shrink, zip_bytes
+from app.images import enlarge, overlay, shrink
 from app.layout import setup_page
-from app.segmentation import Result, decode_upload, digest, probabilities, unique_stems, upload_limit_mb
+from app.segmentation import MAX_PIXELS, TYPES, Result, digest, read_upload, segment, upload_limit_mb
 from app.state import LEVEL, persistent_selectbox
 from app.theme import level_name
 from core.data import DataError
-from core.inference import model_levels, probabilities_to_mask
-
-TYPES = ["png", "jpg", "jpeg", "tif", "tiff"]
+from core.data.scans import MAX_VOXELS
+from core.inference import model_levels
+from core.lesions import csv_text
+from core.outputs import png_bytes, slice_masks_zip, unique_stems, zip_bytes
 
 setup_page("Segment")
 st.title("Segment")
@@ -28,56 +29,117 @@ with st.sidebar:
     threshold = st.slider("Threshold", 0.05, 0.95, 0.5, 0.05, help="Probability from which a pixel counts as lesion")
     opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05)
 
+limits = (f"Up to {upload_limit_mb()} MB per file, {MAX_PIXELS / 1e6:.0f} megapixels per image and "
+          f"{MAX_VOXELS / 1e6:.0f} million voxels per volume.")
 uploads = st.file_uploader(
-    "Images", type=TYPES, accept_multiple_files=True,
-    help=f"PNG, JPG or TIFF, up to {upload_limit_mb()} MB each. LGG slices as they come: 256×256 RGB TIFF.",
+    "Images or scans", type=TYPES, accept_multiple_files=True,
+    help="PNG, JPG, BMP or TIFF images; multi-page TIFF stacks; DICOM files (.dcm); a zip of one DICOM series or "
+         f"of images; NIfTI volumes (.nii, .nii.gz). {limits}",
 )
 if not uploads:
-    st.info("Upload one or several images: brain MRI slices such as the Kaggle LGG TIFFs (pre-contrast, FLAIR "
-            "and post-contrast as RGB), or any image of the kind the model was trained on.", icon=":material/upload:")
+    st.info("Upload brain MRI: Kaggle LGG slices (256×256 RGB TIFF: pre-contrast, FLAIR, post-contrast), a NIfTI "
+            "volume, a DICOM file or a zip of a DICOM series, a multi-page TIFF, or several images at once. "
+            f"{limits}", icon=":material/upload:")
     st.stop()
 
-mtime = checkpoint.stat().st_mtime
-bar = st.progress(0.0, text="Segmenting…") if len(uploads) > 1 else None
-results: list[Result] = []
-for i, (upload, stem) in enumerate(zip(uploads, unique_stems([u.name for u in uploads]))):
+scans, keys = [], []
+for upload in uploads:
     data = upload.getvalue()
     try:
-        image = decode_upload(upload.name, data, model.in_channels)
-        probs = probabilities(str(checkpoint), mtime, str(level), digest(data), image)
-    except (DataError, ValueError) as err:
+        found = read_upload(upload.name, data, model.in_channels)
+    except DataError as err:
         st.error(str(err), icon=":material/error:")
         continue
-    finally:
-        if bar is not None:
-            bar.progress((i + 1) / len(uploads), text=f"Segmented {i + 1} of {len(uploads)}")
-    mask = probabilities_to_mask(probs, threshold)
-    results.append(Result(upload.name, stem, probs, mask, overlay(image, mask, opacity)))
-if bar is not None:
-    bar.empty()
-if not results:
+    scans += found
+    keys += [f"{digest(data)}:{i}" for i in range(len(found))]
+if not scans:
     st.stop()
 
+total = sum(len(s.slices) for s in scans)
+bar = st.progress(0.0, text="Segmenting…") if total > 1 else None
+results: list[Result] = []
+done = 0
+for scan, key, stem in zip(scans, keys, unique_stems([s.name for s in scans])):
+    def progress(fraction: float, before: int = done, n: int = len(scan.slices)) -> None:
+        if bar is not None:
+            bar.progress(min(1.0, (before + fraction * n) / total), text=f"Segmenting {scan.name}…")
+
+    results.append(segment(checkpoint, str(level), key, scan, stem, threshold, progress))
+    done += len(scan.slices)
+if bar is not None:
+    bar.empty()
+
+
+def show_image(r: Result) -> None:
+    """A 2D upload: overlay, probability map, lesion area, downloads."""
+    st.subheader(r.scan.name)
+    picture = overlay(r.scan.slices[0], r.masks[0], opacity)
+    left, right = st.columns(2)
+    left.image(enlarge(picture), width="stretch", caption=f"{level_name(level)} at threshold {threshold:.2f}, lesion in red")
+    right.plotly_chart(probability_figure(shrink(r.lesion[0], 256)), key=f"heatmap_{r.stem}")
+    cols = st.columns(4)
+    pixels = int((r.masks[0] > 0).sum())
+    cols[0].metric("Lesion area", f"{pixels:,} px")
+    cols[1].metric("Share of the image", f"{100 * pixels / r.masks[0].size:.2f} %")
+    for col, kind, image in ((cols[2], "mask", r.masks[0]), (cols[3], "overlay", picture)):
+        col.download_button(f"{kind.capitalize()} PNG", png_bytes(image), f"{r.stem}_{kind}.png", "image/png",
+                            icon=":material/download:", on_click="ignore", key=f"{kind}_{r.stem}")
+    if r.scan.channels_note:
+        st.caption(r.scan.channels_note)
+
+
+@st.fragment
+def show_volume(r: Result) -> None:
+    """A volume: slice viewer with overlay and outline, lesion statistics, area chart, downloads."""
+    scan, summary, rows = r.scan, r.summary, r.rows
+    st.subheader(scan.name)
+    spacing = " × ".join(f"{v:g}" for v in scan.spacing) + " mm" if scan.spacing else "spacing unknown"
+    h, w = scan.slices.shape[1:3]
+    st.caption(f"{scan.kind}, {len(scan.slices)} slices of {w}×{h}, voxel {spacing}. Intensity: "
+               f"{scan.intensity_note}." + (f" Channels: {scan.channels_note}." if scan.channels_note else ""))
+    cols = st.columns(4)
+    cols[0].metric("Lesion voxels", f"{summary['lesion_voxels']:,}")
+    cols[1].metric("Lesion volume", f"{summary['lesion_ml']:.2f} mL" if summary["lesion_ml"] is not None else "n/a",
+                   help=None if scan.voxel_ml else "The scan has no voxel spacing, so no volume in mL")
+    cols[2].metric("Slices with lesion", f"{summary['slices_with_lesion']} of {len(scan.slices)}")
+    cols[3].metric("Max probability", f"{summary['max_probability']:.2f}")
+    largest = max(range(len(rows)), key=lambda i: rows[i]["lesion_pixels"]) + 1
+    index = st.slider("Slice", 1, len(scan.slices), largest, key=f"slice_{r.stem}",
+                      help="Starts at the slice with the largest lesion area")
+    left, right = st.columns(2)
+    row = rows[index - 1]
+    area = f"{row['lesion_mm2']:,.1f} mm²" if row["lesion_mm2"] is not None else f"{row['lesion_pixels']:,} px"
+    left.image(enlarge(overlay(scan.slices[index - 1], r.masks[index - 1], opacity)), width="stretch",
+               caption=f"Slice {index} of {len(scan.slices)}: lesion {area}, {level_name(level)} at threshold {threshold:.2f}")
+    right.plotly_chart(lesion_area_figure(rows, index), key=f"area_{r.stem}")
+    cols = st.columns(3)
+    cols[0].download_button("Mask (NIfTI)", scan.mask_nifti_bytes(r.masks > 0), f"{r.stem}_mask.nii.gz",
+                            "application/gzip", icon=":material/download:", on_click="ignore", key=f"nii_{r.stem}",
+                            help="uint8 mask with the input's shape and affine (DICOM: affine from its geometry)")
+    cols[1].download_button("Masks (PNG per slice, zip)", slice_masks_zip(r.masks, r.stem), f"{r.stem}_masks.zip",
+                            "application/zip", icon=":material/folder_zip:", on_click="ignore", key=f"zip_{r.stem}")
+    cols[2].download_button("Per-slice statistics (CSV)", csv_text(rows), f"{r.stem}_slices.csv", "text/csv",
+                            icon=":material/table:", on_click="ignore", key=f"csv_{r.stem}")
+
+
 if len(results) > 1:
-    st.subheader(f"{len(results)} images")
-    st.dataframe(pd.DataFrame([{"file": r.name, "size": f"{r.mask.shape[1]}×{r.mask.shape[0]}",
-                                "lesion pixels": r.lesion_pixels, "lesion %": r.lesion_percent} for r in results]),
-                 hide_index=True, width="stretch",
-                 column_config={"lesion %": st.column_config.NumberColumn(format="%.2f %%")})
-    files = {f"{r.stem}_{kind}.png": png_bytes(picture)
-             for r in results for kind, picture in (("mask", r.mask), ("overlay", r.picture))}
-    st.download_button(f"Download all masks and overlays ({len(results)} images, zip)", zip_bytes(files),
-                       "segmentations.zip", "application/zip", icon=":material/folder_zip:", on_click="ignore")
+    st.subheader(f"{len(results)} files")
+    table = pd.DataFrame([r.summary for r in results])[
+        ["file", "kind", "slices", "lesion_voxels", "lesion_ml", "slices_with_lesion", "max_probability"]]
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        "lesion_voxels": st.column_config.NumberColumn("lesion pixels / voxels", format="%d"),
+        "lesion_ml": st.column_config.NumberColumn("lesion mL", format="%.2f"),
+        "max_probability": st.column_config.ProgressColumn("max probability", min_value=0.0, max_value=1.0, format="%.2f"),
+    })
+    files: dict[str, bytes] = {"summary.csv": csv_text([r.summary for r in results]).encode()}
+    for r in results:
+        if r.scan.is_volume:
+            files[f"{r.stem}_mask.nii.gz"] = r.scan.mask_nifti_bytes(r.masks > 0)
+            files[f"{r.stem}_slices.csv"] = csv_text(r.rows).encode()
+        else:
+            files[f"{r.stem}_mask.png"] = png_bytes(r.masks[0])
+    st.download_button(f"Download all masks ({len(results)} files, zip)", zip_bytes(files), "segmentations.zip",
+                       "application/zip", icon=":material/folder_zip:", on_click="ignore")
 
 for r in results:
-    st.subheader(r.name)
-    left, right = st.columns(2)
-    left.image(enlarge(r.picture), width="stretch",
-               caption=f"{level_name(level)} at threshold {threshold:.2f}, lesion in red")
-    right.plotly_chart(probability_figure(shrink(foreground(r.probs), 256)), key=f"heatmap_{r.stem}")
-    cols = st.columns(4)
-    cols[0].metric("Lesion area", f"{r.lesion_pixels:,} px")
-    cols[1].metric("Share of the image", f"{r.lesion_percent:.2f} %")
-    for col, kind, picture in ((cols[2], "mask", r.mask), (cols[3], "overlay", r.picture)):
-        col.download_button(f"{kind.capitalize()} PNG", png_bytes(picture), f"{r.stem}_{kind}.png", "image/png",
-                            icon=":material/download:", on_click="ignore", key=f"{kind}_{r.stem}")
+    (show_volume if r.scan.is_volume else show_image)(r)

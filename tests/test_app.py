@@ -14,8 +14,8 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from app.evaluation import recommend
-from app.images import agreement, enlarge, overlay, zip_bytes
-from app.segmentation import unique_stems
+from app.images import agreement, enlarge, overlay
+from core.outputs import unique_stems, zip_bytes
 from core.data.synthetic import make_synthetic
 from core.runs import read_run_history
 from core.training.config import TrainConfig
@@ -264,7 +264,7 @@ def test_segment_several_files_names_the_bad_ones(with_run: Path) -> None:
     assert "huge.png: 5001×5001 pixels is over the limit" in errors
     assert list(at.dataframe[0].value["file"]) == ["a.png", "a.jpg"]
     labels = [b.label for b in at.get("download_button")]
-    assert labels[0].startswith("Download all masks and overlays (2 images")
+    assert labels[0] == "Download all masks (2 files, zip)"
     assert labels.count("Mask PNG") == 2
 
 

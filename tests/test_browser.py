@@ -1,7 +1,7 @@
 """The app in a real browser: ``streamlit run`` plus Debian's chromium driven by Playwright.
 
 Trains the demo on Train (watching the live chart grow, from two tabs), segments an uploaded LGG-like
-TIFF on Segment and evaluates the four levels on Compare. Screenshots go to ``tests/artifacts/``.
+TIFF and a NIfTI volume (moving its slice slider) on Segment and evaluates the four levels on Compare. Screenshots go to ``tests/artifacts/``.
 """
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
+import nibabel as nib
+import numpy as np
 import pytest
 
 from core.data.synthetic import make_synthetic
@@ -157,6 +159,32 @@ def test_demo_training_segmentation_and_comparison(server: str, page, browser, c
     mask = cv2.imread(download.value.path(), cv2.IMREAD_UNCHANGED)
     assert mask.shape == (256, 256) and set(mask.ravel().tolist()) <= {0, 255}
     shot(page, "segment")
+
+    # Segment a NIfTI volume: slice viewer, slider, lesion statistics and a NIfTI mask on the input's grid
+    volume = make_synthetic(n_volumes=1, slices_per_volume=12, size=64, seed=6, lesion_fraction=1.0).images[..., 1]
+    affine = np.diag([0.9, 0.9, 3.0, 1.0])
+    nifti = ARTIFACTS / "upload_volume.nii.gz"
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(volume.transpose(2, 1, 0)).astype(np.int16) * 10, affine), nifti)
+    page.goto(f"{server}/Segment")
+    expect(page.get_by_text(summary)).to_be_visible(timeout=30_000)
+    page.locator("input[type=file]").set_input_files(str(nifti))
+    caption = page.get_by_text(re.compile(r"^Slice (\d+) of 12: lesion"))
+    expect(caption).to_be_visible(timeout=60_000)
+    expect(page.get_by_text(re.compile(r"nifti, 12 slices of 64×64, voxel 0.9 × 0.9 × 3 mm"))).to_be_visible()
+    expect(page.get_by_text("Lesion volume")).to_be_visible()
+    before = caption.inner_text()
+    slider = page.get_by_test_id("stSlider").filter(has_text="Slice").get_by_role("slider")
+    slider.focus()
+    slider.press("Home")
+    expect(page.get_by_text(re.compile(r"^Slice 1 of 12: lesion"))).to_be_visible()
+    slider.press("ArrowRight")
+    expect(page.get_by_text(re.compile(r"^Slice 2 of 12: lesion"))).to_be_visible()
+    assert before != "" and page.locator(".js-plotly-plot").count() >= 1
+    with page.expect_download() as download:
+        page.get_by_test_id("stDownloadButton").filter(has_text="Mask (NIfTI)").click()
+    written = nib.load(download.value.path())
+    assert written.shape == (64, 64, 12) and np.allclose(written.affine, affine)
+    shot(page, "segment_volume")
 
     # Compare: the four levels (and the ensemble) evaluated on the run's validation split
     page.goto(f"{server}/Compare")

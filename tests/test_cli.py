@@ -1,10 +1,13 @@
 """The three CLIs end to end on synthetic data, and their error messages."""
 from __future__ import annotations
 
+import csv
 import json
+import zipfile
 from pathlib import Path
 
 import cv2
+import nibabel as nib
 import numpy as np
 import pytest
 
@@ -52,7 +55,32 @@ def test_predict_writes_one_mask_per_input(checkpoint: Path, tmp_path: Path, cap
     mask = cv2.imread(str(tmp_path / "out" / "a_mask.png"), cv2.IMREAD_UNCHANGED)
     assert mask.shape == (70, 90) and set(np.unique(mask)) <= {0, 255}
     assert (tmp_path / "out" / "b_mask.png").exists()
-    assert "a.png ->" in capsys.readouterr().out
+    assert "a.png (image, 1 slice): " in capsys.readouterr().out
+
+
+def test_predict_writes_volume_outputs_on_the_inputs_grid(checkpoint: Path, tmp_path: Path, capsys) -> None:
+    from test_scans import ODD_AFFINE, blob_volume, dicom_bytes, nifti_bytes, series_zip
+
+    volume = blob_volume((40, 36, 6))
+    (tmp_path / "in").mkdir()
+    nifti = tmp_path / "in" / "head.nii.gz"
+    nifti.write_bytes(nifti_bytes(volume, ODD_AFFINE))
+    series = tmp_path / "in" / "series.zip"
+    series.write_bytes(series_zip({f"{i}.dcm": dicom_bytes(blob_volume((4, 32, 32)).astype(np.uint16)[i] + 50, 3.0 * i, i)
+                                   for i in range(4)}))
+    out = tmp_path / "out"
+    assert predict.main(["--checkpoint", str(checkpoint), str(nifti), str(series), "--out", str(out)]) == 0
+    mask = nib.load(out / "head_mask.nii.gz")
+    assert mask.shape == volume.shape and np.allclose(mask.affine, ODD_AFFINE) and mask.get_data_dtype() == np.uint8
+    with zipfile.ZipFile(out / "head_masks.zip") as archive:
+        assert len(archive.namelist()) == 36  # axial (S) slices: voxel axis 1 of ODD_AFFINE
+    rows = list(csv.DictReader((out / "series_slices.csv").open()))
+    assert [r["slice"] for r in rows] == ["1", "2", "3", "4"] and rows[0]["lesion_mm2"] != ""
+    summary = list(csv.DictReader((out / "summary.csv").open()))
+    assert [r["kind"] for r in summary] == ["nifti", "dicom series"]
+    assert nib.load(out / "series_mask.nii.gz").shape == (32, 32, 4)
+    printed = capsys.readouterr().out
+    assert "head.nii.gz (nifti, 36 slices)" in printed and "copied into all three" in printed
 
 
 def test_cli_errors_are_one_clear_line(checkpoint: Path, tmp_path: Path, capsys) -> None:

@@ -1,0 +1,347 @@
+"""Scans as users hold them: 2D images, multi-page TIFF stacks, DICOM files and series, NIfTI volumes.
+
+``read_scan(name, data, channels)`` turns the bytes of one upload or file into a ``Scan``: the
+slices the model takes (uint8, ``(S, H, W, channels)``) plus the geometry needed to report
+volumes in mL and to write the mask back as NIfTI aligned with the input.
+
+Intensity mapping (documented for users in the README):
+- uint8 data is used as is (the LGG TIFFs are 8-bit).
+- 16-bit, signed or float data (after the DICOM rescale slope/intercept) is windowed to its
+  0.5th..99.5th percentile over the whole scan and scaled to 0..255, which matches the contrast of
+  the 8-bit LGG slices the model was trained on better than min..max (a few hot voxels would
+  otherwise darken everything).
+
+Channels: a model trained on 3-channel LGG slices (pre-contrast, FLAIR, post-contrast) gets a
+single-channel scan with its grey values copied into all three channels (``Scan.channels_note``
+says so); a FLAIR series gives the closest match to training.
+
+Orientation: NIfTI volumes are shown and segmented as axial slices of the closest RAS+ orientation
+(``nibabel.as_closest_canonical``), anterior up; ``Scan.mask_volume`` puts a mask back into the
+input's own voxel order, so the written mask has the input's shape and affine.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import logging
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+import cv2
+import numpy as np
+
+from core.data.errors import DataError
+from core.data.io import IMAGE_SUFFIXES, decode_image, to_channels
+
+VOLUME_SUFFIXES = (".nii", ".nii.gz", ".dcm", ".zip")
+MAX_VOXELS = 200_000_000  # about 200 MB as uint8: bigger volumes are refused before decoding
+MAX_DECOMPRESSED = 1 << 30  # a .nii.gz or zip may expand to at most 1 GiB
+
+
+@dataclass
+class Scan:
+    """Slices ready for the model and the geometry to report and write results."""
+
+    name: str
+    kind: str  # "image", "tiff stack", "dicom", "dicom series" or "nifti"
+    slices: np.ndarray  # uint8 (S, H, W, C)
+    spacing: tuple[float, float, float] | None = None  # mm: (row, column, slice)
+    affine: np.ndarray | None = None  # voxel -> RAS mm of the input's own voxel grid (NIfTI output)
+    intensity_note: str = "8-bit values used as is"
+    channels_note: str = ""
+    _to_input: tuple = field(default=(), repr=False)  # NIfTI: (shape, orientation transform)
+
+    @property
+    def is_volume(self) -> bool:
+        return self.kind != "image"
+
+    @property
+    def voxel_ml(self) -> float | None:
+        """Millilitres per voxel, or None where the spacing is unknown."""
+        return None if self.spacing is None else float(np.prod(self.spacing)) / 1000
+
+    def mask_volume(self, masks: np.ndarray) -> np.ndarray:
+        """``(S, H, W)`` masks in slice order -> a volume in the input's voxel order (NIfTI shape)."""
+        if masks.shape != self.slices.shape[:3]:
+            raise ValueError(f"{self.name}: masks of shape {masks.shape} for slices {self.slices.shape[:3]}")
+        if self.kind != "nifti":
+            return np.ascontiguousarray(masks.transpose(2, 1, 0))  # (S, rows, cols) -> (cols, rows, S): x, y, z
+        import nibabel as nib
+
+        shape, transform = self._to_input
+        canonical = np.rot90(masks.transpose(1, 2, 0), k=-1, axes=(0, 1))  # undo the display rotation
+        return np.ascontiguousarray(nib.orientations.apply_orientation(canonical, transform)).reshape(shape)
+
+    def mask_nifti_bytes(self, masks: np.ndarray) -> bytes:
+        """The masks as a gzipped NIfTI-1 file (uint8) with the input's affine (or one from the spacing)."""
+        import nibabel as nib
+
+        affine = self.affine if self.affine is not None else np.diag([*(self._xyz_spacing()), 1.0])
+        image = nib.Nifti1Image(self.mask_volume(masks).astype(np.uint8), affine)
+        image.header.set_xyzt_units("mm")
+        return gzip.compress(image.to_bytes(), compresslevel=6)
+
+    def _xyz_spacing(self) -> tuple[float, float, float]:
+        if self.spacing is None:
+            return 1.0, 1.0, 1.0
+        row, col, sl = self.spacing
+        return col, row, sl
+
+
+def read_scans(name: str, data: bytes, channels: int = 3) -> list[Scan]:
+    """Like ``read_scan``, but a zip of 2D images (PNG, JPG, TIFF, BMP) gives one ``Scan`` per image."""
+    if name.lower().endswith(".zip") and data:
+        return _read_zip(name, data, channels)
+    return [read_scan(name, data, channels)]
+
+
+def read_scan(name: str, data: bytes, channels: int = 3) -> Scan:
+    """Decode one file (by its name's suffix and content) into a ``Scan``; ``DataError`` naming it if not usable.
+
+    A ``.zip`` must hold one DICOM series here; see ``read_scans`` for a zip of images.
+    """
+    if not data:
+        raise DataError(f"{name}: the file is empty")
+    lower = name.lower()
+    if lower.endswith((".nii", ".nii.gz")):
+        return _read_nifti(name, data, channels)
+    if lower.endswith(".zip"):
+        scans = _read_zip(name, data, channels)
+        if len(scans) != 1:
+            raise DataError(f"{name}: holds {len(scans)} images, not one DICOM series")
+        return scans[0]
+    if lower.endswith(".dcm") or data[128:132] == b"DICM":
+        return _dicom_scan(name, [(name, _read_dicom(name, data))], channels)
+    if lower.endswith((".tif", ".tiff")):
+        pages = _tiff_pages(name, data)
+        if len(pages) > 1:
+            volume = _to_uint8(np.stack(pages))
+            slices = np.stack([to_channels(p, channels, name) for p in volume])
+            return Scan(name, "tiff stack", slices, intensity_note=_note(pages[0].dtype),
+                        channels_note=_channels_note(pages[0], channels))
+    image = decode_image(data, channels, name)
+    return Scan(name, "image", image[None], channels_note="")
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def _note(dtype: np.dtype) -> str:
+    if dtype == np.uint8:
+        return "8-bit values used as is"
+    return f"{dtype} values windowed to their 0.5-99.5th percentile and scaled to 0-255"
+
+
+def _channels_note(sample: np.ndarray, channels: int) -> str:
+    if channels == 3 and (sample.ndim == 2 or sample.shape[-1] == 1):
+        return ("single-channel scan: its grey values are copied into all three input channels "
+                "(pre-contrast, FLAIR, post-contrast); a FLAIR series matches the training data best")
+    return ""
+
+
+def _to_uint8(volume: np.ndarray) -> np.ndarray:
+    """Percentile window (0.5..99.5 over the whole scan) to 0..255; uint8 passes through."""
+    if volume.dtype == np.uint8:
+        return volume
+    volume = volume.astype(np.float32)
+    finite = np.isfinite(volume)
+    if not finite.any():
+        raise DataError("no finite values (all NaN or infinite)")
+    lo, hi = np.percentile(volume[finite], [0.5, 99.5])
+    volume = np.where(finite, volume, lo)
+    if hi <= lo:
+        return np.zeros(volume.shape, np.uint8)
+    return np.round(np.clip((volume - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
+
+
+def _check_size(name: str, shape: tuple[int, ...]) -> None:
+    voxels = int(np.prod(shape, dtype=np.int64))
+    if voxels == 0:
+        raise DataError(f"{name}: the scan has no voxels (shape {shape})")
+    if voxels > MAX_VOXELS:
+        raise DataError(f"{name}: {voxels:,} voxels (shape {shape}) is over the limit of {MAX_VOXELS:,}")
+
+
+def _tiff_pages(name: str, data: bytes) -> list[np.ndarray]:
+    ok, pages = cv2.imdecodemulti(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if not ok or not pages:
+        raise DataError(f"{name}: not a readable TIFF")
+    shapes = {p.shape for p in pages}
+    if len(shapes) > 1:
+        raise DataError(f"{name}: the TIFF's pages differ in size ({sorted(shapes)}); a stack needs equal pages")
+    _check_size(name, (len(pages), *pages[0].shape))
+    return [cv2.cvtColor(p[..., :3], cv2.COLOR_BGR2RGB) if p.ndim == 3 and p.shape[2] >= 3 else p for p in pages]
+
+
+def _read_nifti(name: str, data: bytes, channels: int) -> Scan:
+    import nibabel as nib
+
+    if data[:2] == b"\x1f\x8b":
+        data = _gunzip(name, data)
+    quiet = logging.getLogger("nibabel.global")
+    level, quiet.level = quiet.level, logging.CRITICAL  # its header checks would print to stderr
+    try:
+        image = nib.Nifti1Image.from_bytes(data)
+    except Exception as err:  # nibabel raises several types for broken headers
+        try:
+            image = nib.Nifti2Image.from_bytes(data)
+        except Exception:
+            raise DataError(f"{name}: not a readable NIfTI file ({err})") from None
+    finally:
+        quiet.level = level
+    shape = image.shape
+    if len(shape) == 4 and shape[3] == 1:
+        shape = shape[:3]
+    if len(shape) == 2:
+        shape = (*shape, 1)
+    if len(shape) != 3:
+        raise DataError(f"{name}: a {len(image.shape)}-D NIfTI of shape {image.shape}; a 3-D volume is expected")
+    _check_size(name, shape)
+    try:
+        voxels = np.asanyarray(image.dataobj).reshape(shape)
+    except Exception as err:
+        raise DataError(f"{name}: the NIfTI data cannot be read ({err})") from None
+    note = _note(voxels.dtype)
+    image = nib.Nifti1Image(voxels, image.affine, image.header) if voxels.shape != image.shape else image
+    canonical = nib.as_closest_canonical(image)
+    start = nib.orientations.io_orientation(canonical.affine)
+    transform = nib.orientations.ornt_transform(start, nib.orientations.io_orientation(image.affine))
+    volume = np.asanyarray(canonical.dataobj)
+    try:
+        volume = _to_uint8(volume)
+    except DataError as err:
+        raise DataError(f"{name}: {err}") from None
+    # axial slices of the RAS+ volume, rotated so that anterior is up: (S, rows, cols)
+    slices = np.rot90(volume, k=1, axes=(0, 1)).transpose(2, 0, 1)
+    zooms = canonical.header.get_zooms()[:3]
+    spacing = (float(zooms[1]), float(zooms[0]), float(zooms[2])) if all(z > 0 for z in zooms) else None
+    sample = slices[0]
+    stacked = np.stack([to_channels(s, channels, name) for s in slices])
+    return Scan(name, "nifti", stacked, spacing, np.asarray(image.affine, dtype=np.float64),
+                note, _channels_note(sample, channels), (shape, transform))
+
+
+def _gunzip(name: str, data: bytes) -> bytes:
+    out = bytearray()
+    with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
+        try:
+            while chunk := f.read(1 << 20):
+                out += chunk
+                if len(out) > MAX_DECOMPRESSED:
+                    raise DataError(f"{name}: expands to over {MAX_DECOMPRESSED >> 20} MB; refused")
+        except (OSError, EOFError) as err:
+            raise DataError(f"{name}: the gzip data is broken ({err})") from None
+    return bytes(out)
+
+
+def _read_dicom(name: str, data: bytes):  # noqa: ANN202 (pydicom Dataset)
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+        if "PixelData" not in ds:
+            raise DataError(f"{name}: a DICOM file without pixel data")
+        _check_size(name, (int(ds.get("NumberOfFrames", 1) or 1), int(ds.Rows), int(ds.Columns)))
+        ds.pixel_array  # decode now, so that a broken file is named here  # noqa: B018
+    except DataError:
+        raise
+    except InvalidDicomError:
+        raise DataError(f"{name}: not a DICOM file") from None
+    except Exception as err:  # truncated data, unsupported compression, missing attributes
+        raise DataError(f"{name}: the DICOM pixel data cannot be read ({type(err).__name__}: {err})") from None
+    return ds
+
+
+def _read_zip(name: str, data: bytes, channels: int) -> list[Scan]:
+    """A zip of 2D images -> one image Scan each; otherwise its files form one DICOM series."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        members = [m for m in archive.infolist() if not m.is_dir() and not _hidden(m.filename)
+                   and PurePosixPath(m.filename).name.upper() != "DICOMDIR"]
+    except (zipfile.BadZipFile, ValueError):
+        raise DataError(f"{name}: not a readable zip file") from None
+    if sum(m.file_size for m in members) > MAX_DECOMPRESSED:
+        raise DataError(f"{name}: expands to over {MAX_DECOMPRESSED >> 20} MB; refused")
+    if not members:
+        raise DataError(f"{name}: the zip holds no files to read")
+    images = [m for m in members if m.filename.lower().endswith(IMAGE_SUFFIXES)]
+    if images and len(images) < len(members):
+        raise DataError(f"{name}: mixes images ({images[0].filename}) and other files; zip images or one DICOM series")
+    contents = []
+    for member in members:
+        label = f"{name}/{member.filename}"
+        try:
+            contents.append((label, archive.read(member)))
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+            raise DataError(f"{label}: cannot be extracted ({err})") from None
+    if images:
+        return [read_scan(label, content, channels) for label, content in contents]
+    return [_dicom_scan(name, [(label, _read_dicom(label, content)) for label, content in contents], channels)]
+
+
+def _hidden(path: str) -> bool:
+    return any(part.startswith(".") or part == "__MACOSX" for part in PurePosixPath(path).parts)
+
+
+def _dicom_scan(name: str, datasets: list, channels: int) -> Scan:
+    """One or more DICOM datasets -> slices ordered along the slice normal, with spacing and affine."""
+    from pydicom.pixels import apply_modality_lut
+
+    frames, geometry = [], []
+    for label, ds in datasets:
+        pixels = apply_modality_lut(ds.pixel_array, ds) if "RescaleSlope" in ds or "ModalityLUTSequence" in ds else ds.pixel_array
+        colour = ds.get("SamplesPerPixel", 1) == 3
+        stack = pixels if (pixels.ndim == 4 or (pixels.ndim == 3 and not colour)) else pixels[None]
+        frames.extend(stack)
+        geometry.extend([(label, ds)] * len(stack))
+    shapes = {f.shape for f in frames}
+    if len(shapes) > 1:
+        raise DataError(f"{name}: the series' images differ in size ({sorted(shapes)})")
+    order, spacing, affine = _dicom_geometry(geometry)
+    volume = np.stack([frames[i] for i in order])
+    try:
+        volume = _to_uint8(volume)
+    except DataError as err:
+        raise DataError(f"{name}: {err}") from None
+    slices = np.stack([to_channels(s, channels, name) for s in volume])
+    kind = "dicom series" if len(datasets) > 1 else "dicom"
+    return Scan(name, kind, slices, spacing, affine, _note(frames[0].dtype), _channels_note(frames[0], channels))
+
+
+def _dicom_geometry(geometry: list) -> tuple[list[int], tuple[float, float, float] | None, np.ndarray | None]:
+    """Slice order (by position along the normal, else InstanceNumber, else file order), spacing, affine."""
+    first = geometry[0][1]
+    pixel = [float(v) for v in first.get("PixelSpacing", [])] or None
+    orientation = [float(v) for v in first.get("ImageOrientationPatient", [])]
+    positions = [ds.get("ImagePositionPatient") for _, ds in geometry]
+    if len(orientation) == 6 and all(p is not None and len(p) == 3 for p in positions):
+        row_cos, col_cos = np.array(orientation[:3]), np.array(orientation[3:])
+        normal = np.cross(row_cos, col_cos)
+        points = np.array([[float(v) for v in p] for p in positions])
+        order = sorted(range(len(points)), key=lambda i: float(points[i] @ normal))
+        steps = np.diff([float(points[i] @ normal) for i in order])
+        between = float(np.median(np.abs(steps))) if len(steps) else None
+    else:
+        numbers = [ds.get("InstanceNumber") for _, ds in geometry]
+        order = sorted(range(len(geometry)), key=lambda i: (numbers[i] is None, numbers[i] or 0, i))
+        row_cos = col_cos = normal = points = None
+        between = None
+    thickness = between or _positive(first.get("SpacingBetweenSlices")) or _positive(first.get("SliceThickness"))
+    spacing = (pixel[0], pixel[1], thickness) if pixel and thickness else None
+    affine = None
+    if spacing and row_cos is not None:
+        lps = np.eye(4)
+        lps[:3, 0] = row_cos * spacing[1]
+        lps[:3, 1] = col_cos * spacing[0]
+        lps[:3, 2] = normal * spacing[2]
+        lps[:3, 3] = points[order[0]]
+        affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps  # DICOM LPS -> NIfTI RAS
+    return order, spacing, affine
+
+
+def _positive(value: object) -> float | None:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None

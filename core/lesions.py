@@ -1,0 +1,44 @@
+"""Lesion statistics of a segmented scan: per slice and for the whole volume (shared by app and CLI)."""
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import numpy as np
+
+from core.data.scans import Scan
+
+
+def slice_rows(scan: Scan, masks: np.ndarray, probs: np.ndarray) -> list[dict[str, Any]]:
+    """One row per slice: lesion pixels, area in mm² (where the spacing is known), max probability.
+
+    ``masks`` is boolean ``(S, H, W)``; ``probs`` the lesion probability ``(S, H, W)``.
+    """
+    pixel_mm2 = scan.spacing[0] * scan.spacing[1] if scan.spacing else None
+    rows = []
+    for i, (mask, prob) in enumerate(zip(masks, probs)):
+        pixels = int(mask.sum())
+        rows.append({"slice": i + 1, "lesion_pixels": pixels,
+                     "lesion_mm2": round(pixels * pixel_mm2, 2) if pixel_mm2 else None,
+                     "max_probability": round(float(prob.max()), 4)})
+    return rows
+
+
+def volume_summary(scan: Scan, masks: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
+    """Lesion voxels, volume in mL (None without spacing), slices with lesion, max probability."""
+    voxels = int(masks.sum())
+    return {"file": scan.name, "kind": scan.kind, "slices": len(masks), "lesion_voxels": voxels,
+            "lesion_ml": round(voxels * scan.voxel_ml, 3) if scan.voxel_ml else None,
+            "slices_with_lesion": int(masks.any(axis=(1, 2)).sum()),
+            "max_probability": round(float(probs.max()), 4) if probs.size else 0.0}
+
+
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    """Rows as CSV text (header from the first row's keys); empty cells for None."""
+    out = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return out.getvalue()

@@ -1,0 +1,91 @@
+"""Result files shared by the app's downloads and ``core.predict``: PNG, zip, NIfTI and CSV."""
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+
+import cv2
+import numpy as np
+
+from core.data.scans import Scan
+from core.lesions import csv_text, slice_rows
+
+SUFFIXES = (".nii.gz", ".nii", ".zip", ".dcm", ".tiff", ".tif", ".png", ".jpeg", ".jpg", ".bmp")
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """An RGB (H, W, 3) or grey (H, W) uint8 image as PNG bytes."""
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
+    ok, buffer = cv2.imencode(".png", bgr)
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return buffer.tobytes()
+
+
+def zip_bytes(files: Mapping[str, bytes]) -> bytes:
+    """A zip archive holding ``{name: content}``."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()
+
+
+def output_stem(name: str) -> str:
+    """A file-name stem for a scan's outputs; members of a zip keep the zip's name and their folders.
+
+    Example:
+        >>> output_stem("/data/head.nii.gz"), output_stem("batch.zip/dir/a.png"), output_stem("series.zip")
+        ('head', 'batch_dir_a', 'series')
+    """
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    zips = [i for i, part in enumerate(parts) if part.lower().endswith(".zip")]
+    keep = parts[zips[-1] :] if zips and zips[-1] < len(parts) - 1 else parts[-1:]
+    return "_".join(stem for stem in map(_strip_suffix, keep) if stem) or "scan"
+
+
+def _strip_suffix(part: str) -> str:
+    for suffix in SUFFIXES:
+        if part.lower().endswith(suffix):
+            return part[: -len(suffix)]
+    return part
+
+
+def unique_stems(names: list[str]) -> list[str]:
+    """``output_stem`` of each name, made unique (``a``, ``a_2``, ...) so that outputs don't collide."""
+    used: set[str] = set()
+    stems = []
+    for name in names:
+        stem = candidate = output_stem(name)
+        k = 1
+        while candidate in used:
+            k += 1
+            candidate = f"{stem}_{k}"
+        used.add(candidate)
+        stems.append(candidate)
+    return stems
+
+
+def slice_masks_zip(masks: np.ndarray, stem: str) -> bytes:
+    """0/255 masks ``(S, H, W)`` as a zip of ``<stem>_slice001.png`` ..."""
+    return zip_bytes({f"{stem}_slice{i + 1:03d}.png": png_bytes(m) for i, m in enumerate(masks)})
+
+
+def write_outputs(scan: Scan, lesion: np.ndarray, masks: np.ndarray, out: Path, stem: str) -> list[Path]:
+    """``<stem>_mask.png`` for an image; ``_mask.nii.gz``, ``_masks.zip`` and ``_slices.csv`` for a volume."""
+    if not scan.is_volume:
+        files = {f"{stem}_mask.png": png_bytes(masks[0])}
+    else:
+        files = {f"{stem}_mask.nii.gz": scan.mask_nifti_bytes(masks > 0),
+                 f"{stem}_masks.zip": slice_masks_zip(masks, stem),
+                 f"{stem}_slices.csv": csv_text(slice_rows(scan, masks > 0, lesion)).encode()}
+    paths = []
+    for name, content in files.items():
+        path = out / name
+        tmp = path.with_name(f".{name}.tmp")
+        tmp.write_bytes(content)
+        tmp.replace(path)
+        paths.append(path)
+    return paths
