@@ -46,6 +46,10 @@ def target_lines(rows: list[dict[str, Any]]) -> list[str]:
         if ours and other:
             ratio = other["ms_per_image"] / ours["ms_per_image"]
             out.append(f"- Training step vs {name}: {ratio:.2f}x (target {target}x): {_verdict(ratio >= target)}")
+    like = _find(rows, "train", impl="monai_bilinear")
+    if ours and like:
+        out.append(f"- Training step vs MONAI with bilinear upsampling like ours (same malloc tuning): "
+                   f"{like['ms_per_image'] / ours['ms_per_image']:.2f}x (no target; like-for-like upsampling)")
     fast = _find(rows, "infer", mode="fast")
     if fast:
         levels = fast["levels"]

@@ -38,6 +38,7 @@ TRAIN_ROWS = [  # (label, impl, allocator tuned?)
     ("seed post style, tuned malloc", "seed", True),
     ("MONAI BasicUNetPlusPlus, as users run it", "monai", False),
     ("MONAI BasicUNetPlusPlus, tuned malloc", "monai", True),
+    ("MONAI, bilinear upsampling as ours, tuned malloc", "monai_bilinear", True),
     ("smp UnetPlusPlus resnet34, as users run it", "smp", False),
 ]
 
@@ -98,7 +99,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=5, help="timed training steps per row (after 2 warm-up)")
     p.add_argument("--repeats", type=int, default=5, help="timed inference calls per level and batch")
     p.add_argument("--slices", type=int, default=64, help="real LGG slices in the epoch row")
-    p.add_argument("--impls", nargs="+", default=["ours", "seed", "monai", "smp"])
+    p.add_argument("--impls", nargs="+", default=["ours", "seed", "monai", "monai_bilinear", "smp"])
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "lgg_mri" / "kaggle_3m"))
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
     p.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks.md")

@@ -93,6 +93,16 @@ def monai_step(width: int) -> Step:
     return _plain_step(model, numpy_metrics=False)
 
 
+def monai_bilinear_step(width: int) -> Step:
+    """MONAI BasicUNetPlusPlus with bilinear (align_corners=True) upsampling, as our design, instead of deconv."""
+    from monai.networks.nets import BasicUNetPlusPlus
+
+    features = (width, width, 2 * width, 4 * width, 8 * width, width)
+    model = BasicUNetPlusPlus(spatial_dims=2, in_channels=3, out_channels=1, features=features,
+                              deep_supervision=True, upsample="nontrainable").train()
+    return _plain_step(model, numpy_metrics=False)
+
+
 def smp_step(width: int) -> Step:
     """segmentation_models_pytorch UnetPlusPlus, resnet34 encoder, no pretrained weights."""
     import segmentation_models_pytorch as smp
@@ -123,7 +133,8 @@ def _plain_step(model: torch.nn.Module, numpy_metrics: bool) -> Step:
     return step
 
 
-STEPS = {"ours": ours_step, "seed": seed_step, "monai": monai_step, "smp": smp_step}
+STEPS = {"ours": ours_step, "seed": seed_step, "monai": monai_step, "monai_bilinear": monai_bilinear_step,
+         "smp": smp_step}
 
 
 def bench_train(args: argparse.Namespace) -> dict:
