@@ -131,6 +131,8 @@ class Trainer:
         else:
             self.history.path.unlink(missing_ok=True)
         self.run.mkdir(parents=True, exist_ok=True)
+        for stale in [*self.run.glob(".*.pt.*"), *self.run.glob("*.tmp")]:  # left by a process killed mid-write
+            stale.unlink(missing_ok=True)
         (self.run / "config.json").write_text(json.dumps(c.to_dict(), indent=2))
         (self.run / "split.json").write_text(json.dumps(self.split, indent=2))
 
@@ -229,10 +231,12 @@ class Trainer:
                           "val": final, "val_levels": levels, "score": score, "best": improved,
                           "lr": self.optimizer.param_groups[0]["lr"], "seconds": time.time() - t0, "time": time.time()}
                 self.epochs_history.append(record)
+                # the event first: a crash before last.pt is saved then repeats this epoch on --resume
+                # (its events are dropped), instead of leaving last.pt ahead of history.jsonl
+                self.history.emit(record)
                 if improved:
                     atomic_save(self._checkpoint(final | {"levels": levels}, with_state=False), self.run / "best.pt")
                 atomic_save(self._checkpoint(final | {"levels": levels}, with_state=True), self.run / "last.pt")
-                self.history.emit(record)
                 if self.epoch - self.best_epoch >= c.patience:
                     reason = "early_stopping"
                     break
