@@ -84,10 +84,11 @@ def seed_step(width: int) -> Step:
 
 
 def monai_step(width: int) -> Step:
-    """MONAI BasicUNetPlusPlus with its default features (32, 32, 64, 128, 256, 32), deep supervision."""
+    """MONAI BasicUNetPlusPlus with our features (n, 2n, 4n, 8n, 16n; n for the last up block), deep
+    supervision, its defaults otherwise (instance norm, LeakyReLU, transposed-conv upsampling)."""
     from monai.networks.nets import BasicUNetPlusPlus
 
-    features = (width, width, 2 * width, 4 * width, 8 * width, width)
+    features = (width, 2 * width, 4 * width, 8 * width, 16 * width, width)
     model = BasicUNetPlusPlus(spatial_dims=2, in_channels=3, out_channels=1, features=features,
                               deep_supervision=True).train()
     return _plain_step(model, numpy_metrics=False)
@@ -97,7 +98,7 @@ def monai_bilinear_step(width: int) -> Step:
     """MONAI BasicUNetPlusPlus with bilinear (align_corners=True) upsampling, as our design, instead of deconv."""
     from monai.networks.nets import BasicUNetPlusPlus
 
-    features = (width, width, 2 * width, 4 * width, 8 * width, width)
+    features = (width, 2 * width, 4 * width, 8 * width, 16 * width, width)
     model = BasicUNetPlusPlus(spatial_dims=2, in_channels=3, out_channels=1, features=features,
                               deep_supervision=True, upsample="nontrainable").train()
     return _plain_step(model, numpy_metrics=False)
