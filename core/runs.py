@@ -51,6 +51,9 @@ def train_args(config: TrainConfig) -> list[str]:
         if field.name in _NOT_FLAGS or value is None:
             continue
         flag = "--" + field.name.replace("_", "-")
+        if isinstance(value, bool):  # store_true flags such as --batch-dice
+            args += [flag] if value else []
+            continue
         args += [flag, *map(str, value)] if isinstance(value, list) else [flag, str(value)]
     if not config.deep_supervision:
         args.append("--no-deep-supervision")

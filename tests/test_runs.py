@@ -50,7 +50,7 @@ def has_event(run: Path, kind: str) -> bool:
 def test_train_args_reproduce_the_config() -> None:
     config = TrainConfig(data="/data/x", out="/tmp/r", arch="unet", width=12, deep_supervision=False,
                          ds_weights=[1.0, 0.5], epochs=3, lr=3e-4, size=96, alpha=0.25, max_minutes=2.5,
-                         empty_fraction=0.3, resume=True)
+                         empty_fraction=0.3, batch_dice=True, lr_patience=5, resume=True)
     assert parse_args(train_args(config)) == config
     assert parse_args(train_args(TrainConfig(out="x"))) == TrainConfig(out="x")
 
