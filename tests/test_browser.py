@@ -179,10 +179,13 @@ def test_demo_training_segmentation_and_comparison(server: str, page, browser, c
     expect(page.get_by_text(re.compile(r"^Slice 1 of 12: lesion"))).to_be_visible()
     slider.press("ArrowRight")
     expect(page.get_by_text(re.compile(r"^Slice 2 of 12: lesion"))).to_be_visible()
-    assert before != "" and page.locator(".js-plotly-plot").count() >= 1
+    assert before.startswith("Slice ") and page.locator(".js-plotly-plot").count() >= 1
     with page.expect_download() as download:
         page.get_by_test_id("stDownloadButton").filter(has_text="Mask (NIfTI)").click()
-    written = nib.load(download.value.path())
+    saved = ARTIFACTS / download.value.suggested_filename  # nibabel reads the format from the name
+    download.value.save_as(saved)
+    assert saved.name == "upload_volume_mask.nii.gz"
+    written = nib.load(saved)
     assert written.shape == (64, 64, 12) and np.allclose(written.affine, affine)
     shot(page, "segment_volume")
 
