@@ -9,10 +9,11 @@ from pathlib import Path, PurePosixPath
 import cv2
 import numpy as np
 
-from core.data.scans import Scan
+from core.data.io import IMAGE_SUFFIXES
+from core.data.scans import VOLUME_SUFFIXES, Scan
 from core.lesions import csv_text, slice_rows
 
-SUFFIXES = (".nii.gz", ".nii", ".zip", ".dcm", ".tiff", ".tif", ".png", ".jpeg", ".jpg", ".bmp")
+SUFFIXES = (*VOLUME_SUFFIXES, *IMAGE_SUFFIXES)
 
 
 def png_bytes(image: np.ndarray) -> bytes:

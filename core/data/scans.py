@@ -34,7 +34,7 @@ import numpy as np
 from core.data.errors import DataError
 from core.data.io import IMAGE_SUFFIXES, decode_image, to_channels
 
-VOLUME_SUFFIXES = (".nii", ".nii.gz", ".dcm", ".zip")
+VOLUME_SUFFIXES = (".nii.gz", ".nii", ".dcm", ".zip")  # besides IMAGE_SUFFIXES; .nii.gz before .nii
 MAX_VOXELS = 200_000_000  # about 200 MB as uint8: bigger volumes are refused before decoding
 MAX_DECOMPRESSED = 1 << 30  # a .nii.gz or zip may expand to at most 1 GiB
 
