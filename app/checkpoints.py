@@ -14,7 +14,7 @@ from app.state import CHECKPOINT, persistent_selectbox
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.data import SYNTHETIC
 from core.evaluate import DEFAULT_CHECKPOINT
-from core.runs import list_runs
+from core.runs import list_runs, runs_root
 from core.runtime import autocast_dtype, select_device
 
 SHIPPED_ENV = "UNETPP_STUDIO_CHECKPOINT"
@@ -60,9 +60,22 @@ def _load(path: str, mtime: float) -> tuple[nn.Module, dict[str, Any]]:
     return load_checkpoint(Path(path), inference_device()[0])
 
 
+def confined(path: Path) -> Path:
+    """``path`` if it is the shipped model or lies under ``checkpoints/`` or the runs folder, else ``CheckpointError``.
+
+    The pages only offer such files; this also holds for a path that reaches a page another way
+    (session state, a link), and a symlink is judged by where it points.
+    """
+    resolved = Path(path).resolve()
+    roots = [DEFAULT_CHECKPOINT.parent.resolve(), runs_root().resolve()]
+    if resolved == shipped_checkpoint().resolve() or any(resolved.is_relative_to(root) for root in roots):
+        return resolved
+    raise CheckpointError(f"{path}: the app loads models only from checkpoints/ and runs/")
+
+
 def load_model(path: Path) -> tuple[nn.Module, dict[str, Any]]:
-    """``(model in eval mode, metadata)`` of a checkpoint; ``CheckpointError`` if it can't be used."""
-    path = Path(path)
+    """``(model in eval mode, metadata)`` of a checkpoint under ``checkpoints/`` or ``runs/``; ``CheckpointError`` if it can't be used."""
+    path = confined(path)
     try:
         mtime = path.stat().st_mtime
     except OSError:

@@ -84,13 +84,14 @@ def predict_images(
 def evaluate_loader(
     model: nn.Module, loader: Any, preprocessing: dict[str, Any], volumes: Sequence[str] | None,
     dtype: torch.dtype | None = None, criterion: nn.Module | None = None,
-    progress: Callable[[float], None] | None = None,
+    progress: Callable[[float], None] | None = None, gather: Callable[[Any], list[Any]] | None = None,
 ) -> dict[str, Any]:
     """Metrics of every level over a loader of ``(image, mask, index)`` from one forward per batch.
 
     Returns ``{"levels": {level: metrics}, "volumes": {level: {volume: Dice}}, "loss": mean loss
     or None}``; volume metrics use ``volumes[index]`` when ``volumes`` is given. ``progress`` gets
-    the fraction of images done.
+    the fraction of images done. ``gather`` (distributed validation: each process holds a share of
+    the loader) returns every process's object, so the metrics cover all shares.
     """
     device = next(model.parameters()).device
     was_training = model.training
@@ -112,6 +113,13 @@ def evaluate_loader(
         if progress:
             progress(n / len(loader.dataset))
     model.train(was_training)
+    if gather is not None:
+        shares = gather(({level: m.cpu() for level, m in metrics.items()}, loss_sum, n))
+        metrics = shares[0][0]
+        for other, _, _ in shares[1:]:
+            for level, m in other.items():
+                metrics[level].merge(m)
+        loss_sum, n = sum(s[1] for s in shares), sum(s[2] for s in shares)
     return {
         "levels": {level: m.compute() for level, m in metrics.items()},
         "volumes": {level: m.per_volume() for level, m in metrics.items()} if volumes is not None else {},

@@ -95,6 +95,21 @@ class SegmentationMetrics:
             prev = self._volume_counts.get(vid)
             self._volume_counts[vid] = summed if prev is None else prev + summed
 
+    def cpu(self) -> "SegmentationMetrics":
+        """Move the accumulated counts to the CPU (to send them to another process); returns self."""
+        self._image_counts = [c.cpu() for c in self._image_counts]
+        self._volume_counts = {vid: c.cpu() for vid, c in self._volume_counts.items()}
+        return self
+
+    def merge(self, other: "SegmentationMetrics") -> None:
+        """Add ``other``'s images and volumes to these (e.g. another process's share of the data)."""
+        other.cpu()
+        self.cpu()
+        self._image_counts.extend(other._image_counts)
+        for vid, c in other._volume_counts.items():
+            prev = self._volume_counts.get(vid)
+            self._volume_counts[vid] = c if prev is None else prev + c
+
     def per_image(self) -> dict[str, torch.Tensor]:
         """Per-image ``dice`` and ``iou`` tensors, in update order."""
         counts = torch.cat(self._image_counts) if self._image_counts else torch.zeros(0, 1, 3)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -41,6 +42,29 @@ class RunError(RuntimeError):
 def runs_root() -> Path:
     """The folder holding runs: ``$UNETPP_STUDIO_RUNS`` or ``runs/`` in the project."""
     return Path(os.environ.get(RUNS_ENV) or PROJECT_ROOT / "runs")
+
+
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def run_folder(name: str, root: Path | None = None) -> Path:
+    """``runs/NAME`` for a run name typed by a user; ``RunError`` for a name that would leave ``runs/``.
+
+    Names are letters, digits, ``.``, ``_`` and ``-`` (no separators, no leading dot), and the folder
+    must resolve directly under the root, so a symlink pointing elsewhere is refused too.
+
+    Example:
+        >>> run_folder("lgg-1", Path("/srv/runs")).as_posix()
+        '/srv/runs/lgg-1'
+    """
+    root = Path(root or runs_root()).resolve()
+    if not RUN_NAME.match(name):
+        raise RunError(f"{name!r} is not a usable run name: letters, digits, '.', '_' and '-' only, "
+                       "starting with a letter or digit")
+    folder = (root / name).resolve()
+    if folder.parent != root:
+        raise RunError(f"run {name!r} points outside {root} ({folder}); pick another name")
+    return folder
 
 
 def train_args(config: TrainConfig) -> list[str]:

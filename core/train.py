@@ -5,11 +5,13 @@ Example::
     python -m core.train --data synthetic --epochs 2 --width 8 --size 64 --out /tmp/r
     python -m core.train --data ../shared/data/lgg_mri/kaggle_3m --out runs/lgg --epochs 30
     python -m core.train --out runs/lgg --resume --epochs 40
+    torchrun --nproc_per_node=2 -m core.train --data synthetic --out /tmp/ddp   # DistributedDataParallel
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -86,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, CheckpointError, FileExistsError, FileNotFoundError, FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(json.dumps({k: v for k, v in summary.items() if k != "event"}))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the group
+        print(json.dumps({k: v for k, v in summary.items() if k != "event"}))
     return 0
 
 

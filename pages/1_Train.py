@@ -1,7 +1,6 @@
 """Train page: start a training process, watch it live, stop or resume it, and compare runs."""
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from app.state import RUN, persistent_selectbox
 from core.data import SYNTHETIC
 from core.data.folder import is_image_mask_folder
 from core.data.lgg import is_lgg_folder
-from core.runs import RunError, RunInfo, launch, list_runs, read_run_history, runs_root
+from core.runs import RunError, RunInfo, launch, list_runs, read_run_history, run_folder
 from core.training.config import TrainConfig
 
 SOURCES = {  # label -> None for synthetic, else (folder check, what the folder should be)
@@ -26,7 +25,6 @@ SOURCES = {  # label -> None for synthetic, else (folder check, what the folder 
 }
 ARCHS = {"UNet++": "unetpp", "U-Net": "unet"}
 ARCH_LABELS = {v: k for k, v in ARCHS.items()}
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 NEW_NAME = "_new_run_name"
 
 
@@ -68,13 +66,11 @@ def new_run_form(expanded: bool) -> None:
         submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
     if not submitted:
         return
-    if not NAME.match(name):
-        st.error(f"{name!r} is not a usable run name: letters, digits, '.', '_' and '-' only.")
-        return
     try:
+        folder = run_folder(name)
         config = TrainConfig(data=data_source(source, path), arch=ARCHS[arch], width=width, deep_supervision=deep,
                              epochs=epochs, batch_size=batch, lr=lr, size=size, alpha=alpha)
-        launch(runs_root() / name, config)
+        launch(folder, config)
     except (ValueError, RunError) as err:
         st.error(str(err))
         return

@@ -13,8 +13,10 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from app.checkpoints import load_model
 from app.evaluation import recommend
 from app.images import agreement, enlarge, overlay
+from core.checkpoint import CheckpointError
 from core.outputs import unique_stems, zip_bytes
 from core.data.synthetic import make_synthetic
 from core.runs import read_run_history
@@ -283,6 +285,26 @@ def test_a_unet_checkpoint_works_on_every_page(studio: Path, tmp_path: Path) -> 
     at.get("file_uploader")[0].upload("grey.png", cv2.imencode(".png", image[..., 1])[1].tobytes(), "image/png")
     at.run()
     assert not at.exception and not at.error and len(at.image) == 1
+
+
+def test_the_app_loads_models_only_from_checkpoints_and_runs(with_run: Path, tmp_path: Path) -> None:
+    best = with_run / "best.pt"
+    stray = tmp_path / "elsewhere" / "model.pt"
+    stray.parent.mkdir()
+    stray.write_bytes(best.read_bytes())
+    link = with_run / "escape.pt"
+    link.symlink_to(stray)
+    try:
+        for path in (stray, link, with_run / ".." / ".." / stray.relative_to(with_run.parent.parent)):
+            with pytest.raises(CheckpointError, match="only from checkpoints/ and runs/"):
+                load_model(path)
+    finally:
+        link.unlink()
+    assert load_model(best)[0].levels
+    at = page("3_Segment")
+    at.session_state["checkpoint"] = str(stray)  # a path that reaches the page by another way
+    at.run()
+    assert not at.exception and by_label(at.selectbox, "Model").value == str(best)
 
 
 # -- helpers -----------------------------------------------------------------------------------

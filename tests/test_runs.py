@@ -19,6 +19,7 @@ from core.runs import (
     log_tail,
     progress,
     read_run_history,
+    run_folder,
     run_pid,
     stop,
     train_args,
@@ -136,3 +137,19 @@ def test_progress_and_eta() -> None:
     p = progress(resumed)
     assert (p.epoch, p.fraction, p.elapsed, p.eta) == (2, 0.5, 22.0, 0.0)
     assert progress([]) is None
+
+
+@pytest.mark.parametrize("name", ["..", "../escape", "a/b", "/etc", ".hidden", "", "x" * 65, "run name"])
+def test_run_folder_refuses_names_that_leave_the_runs_folder(tmp_path: Path, name: str) -> None:
+    with pytest.raises(RunError, match="not a usable run name"):
+        run_folder(name, tmp_path)
+
+
+def test_run_folder_refuses_a_symlink_out_of_the_runs_folder(tmp_path: Path) -> None:
+    root, outside = tmp_path / "runs", tmp_path / "elsewhere"
+    root.mkdir()
+    outside.mkdir()
+    (root / "linked").symlink_to(outside)
+    with pytest.raises(RunError, match="points outside"):
+        run_folder("linked", root)
+    assert run_folder("lgg-1.b_2", root) == root.resolve() / "lgg-1.b_2"

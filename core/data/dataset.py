@@ -42,11 +42,16 @@ class SliceDataset(Dataset):
 class EpochSampler(Sampler[int]):
     """Each epoch: every slice with foreground plus a random share of empty slices, shuffled.
 
-    ``empty_fraction=1`` uses every slice. Call ``set_epoch`` for a new draw per epoch.
+    ``empty_fraction=1`` uses every slice. Call ``set_epoch`` for a new draw per epoch. With
+    ``num_replicas > 1`` (distributed training) every rank draws the same epoch and takes every
+    ``num_replicas``-th slice from ``rank`` on, the draw padded by wrapping so all ranks run as
+    many steps.
     """
 
-    def __init__(self, positive: np.ndarray, empty_fraction: float = 1.0, seed: int = 0) -> None:
+    def __init__(self, positive: np.ndarray, empty_fraction: float = 1.0, seed: int = 0,
+                 num_replicas: int = 1, rank: int = 0) -> None:
         self.positive, self.empty_fraction, self.seed, self.epoch = positive, empty_fraction, seed, 0
+        self.num_replicas, self.rank = num_replicas, rank
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -55,10 +60,15 @@ class EpochSampler(Sampler[int]):
         rng = np.random.default_rng((self.seed, self.epoch))
         pos, neg = np.flatnonzero(self.positive), np.flatnonzero(~self.positive)
         neg = rng.permutation(neg)[: round(len(neg) * self.empty_fraction)]
-        return rng.permutation(np.concatenate([pos, neg]))
+        drawn = rng.permutation(np.concatenate([pos, neg]))
+        if self.num_replicas == 1:
+            return drawn
+        padded = np.resize(drawn, len(self) * self.num_replicas)  # np.resize repeats from the start
+        return padded[self.rank :: self.num_replicas]
 
     def __iter__(self) -> Iterator[int]:
         return iter(self._draw().tolist())
 
     def __len__(self) -> int:
-        return int(self.positive.sum()) + round(int((~self.positive).sum()) * self.empty_fraction)
+        total = int(self.positive.sum()) + round(int((~self.positive).sum()) * self.empty_fraction)
+        return -(-total // self.num_replicas)

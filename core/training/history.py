@@ -37,10 +37,13 @@ def read_history(path: Path) -> list[Event]:
 
 
 class History:
-    """Appends each event as one JSON line (flushed at once) and calls every callback."""
+    """Appends each event as one JSON line (flushed at once) and calls every callback.
 
-    def __init__(self, path: Path, callbacks: Iterable[Callback] = ()) -> None:
-        self.path, self.callbacks = Path(path), list(callbacks)
+    ``write = False`` (distributed ranks other than 0) keeps the callbacks and skips the file.
+    """
+
+    def __init__(self, path: Path, callbacks: Iterable[Callback] = (), write: bool = True) -> None:
+        self.path, self.callbacks, self.write = Path(path), list(callbacks), write
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def truncate_after(self, epoch: int) -> None:
@@ -52,7 +55,8 @@ class History:
 
     def emit(self, event: Event) -> None:
         event = _clean(event)
-        with self.path.open("a") as f:
-            f.write(json.dumps(event) + "\n")
+        if self.write:
+            with self.path.open("a") as f:
+                f.write(json.dumps(event) + "\n")
         for callback in self.callbacks:
             callback(event)

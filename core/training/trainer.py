@@ -7,6 +7,10 @@ Every run leaves a folder that reproduces it::
     RUN/history.jsonl   one JSON event per line: start, step, epoch, end
     RUN/best.pt         best validation score (volume Dice where the data has volumes, else Dice)
     RUN/last.pt         the latest state, with optimizer and scheduler, for --resume
+
+Under ``torchrun`` every process trains on its share of each epoch with DistributedDataParallel,
+validates its share of the validation slices, and the metrics are summed over processes; only
+rank 0 writes the run folder, which is the same as a single process's.
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ from core.losses import BCEDiceLoss, DeepSupervisionLoss
 from core.models import build_model, model_config
 from core.runtime import autocast, autocast_dtype, memory_format, select_device
 from core.training.config import TrainConfig
+from core.training.distributed import Distributed
 from core.training.history import Callback, History
 
 
@@ -85,9 +90,10 @@ class Trainer:
         c = self.config
         if c.threads:
             torch.set_num_threads(c.threads)
-        torch.manual_seed(c.seed)
-        np.random.seed(c.seed)
-        self.device = select_device(c.device)
+        self.dist, self.device = Distributed.from_env(select_device(c.device))
+        self.history.write = self.dist.is_main
+        torch.manual_seed(c.seed)  # the same initial weights on every rank
+        np.random.seed(c.seed + self.dist.rank)  # different augmentations on each
         self.dtype = autocast_dtype(self.device, c.precision)
         resume_state = self._resume_state()
         slices = self._data if self._data is not None else load_source(c.data, c.size, c.in_channels, c.num_classes)
@@ -102,31 +108,37 @@ class Trainer:
         self.val_volumes = self.val_set.volumes if slices.has_volumes else None
         self.normalization = default_normalization(c.in_channels)
 
-        self.sampler = EpochSampler(self.train_set.positive, c.empty_fraction, c.seed)
+        self.sampler = EpochSampler(self.train_set.positive, c.empty_fraction, c.seed,
+                                    self.dist.world_size, self.dist.rank)
         loader_args = {"num_workers": c.workers, "persistent_workers": c.workers > 0,
                        "pin_memory": self.device.type == "cuda"}
         self.train_loader = DataLoader(SliceDataset(self.train_set, train_augmentation()), c.batch_size,
                                        sampler=self.sampler, drop_last=len(self.sampler) > c.batch_size, **loader_args)
-        self.val_loader = DataLoader(SliceDataset(self.val_set), c.batch_size, **loader_args)
+        val_share = range(self.dist.rank, len(self.val_set), self.dist.world_size)
+        self.val_loader = DataLoader(SliceDataset(self.val_set), c.batch_size, sampler=val_share, **loader_args)
 
-        self.model = build_model({
+        self.net = build_model({
             "arch": c.arch, "in_channels": c.in_channels, "num_classes": c.num_classes,
             "base_width": c.width, "deep_supervision": c.deep_supervision,
         }).to(self.device, memory_format=memory_format(self.device))
         self.criterion = DeepSupervisionLoss(BCEDiceLoss(c.alpha, batch_dice=c.batch_dice), c.ds_weights)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=c.lr)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=c.lr)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, mode="max", patience=c.lr_patience)
         self.scaler = torch.amp.GradScaler(enabled=self.dtype == torch.float16 and self.device.type == "cuda")
         self.epoch, self.best_score, self.best_epoch, self.epochs_history = 0, -math.inf, 0, []
         if c.init_from and not resume_state:
             self._load_initial_weights(Path(c.init_from))
         if resume_state:
-            self.model.load_state_dict(resume_state["state_dict"])
+            self.net.load_state_dict(resume_state["state_dict"])
             self.optimizer.load_state_dict(resume_state["optimizer"])
             self.scheduler.load_state_dict(resume_state["scheduler"])
             self.epoch = resume_state["epoch"]
             self.best_score, self.best_epoch = resume_state["best_score"], resume_state["best_epoch"]
             self.epochs_history = resume_state["history"]
+        self.model = self.dist.wrap(self.net)  # what trains; self.net is what is evaluated and saved
+        if not self.dist.is_main:
+            return
+        if resume_state:
             self.history.truncate_after(self.epoch)
         else:
             self.history.path.unlink(missing_ok=True)
@@ -139,7 +151,7 @@ class Trainer:
     def _load_initial_weights(self, path: Path) -> None:
         """Copy a checkpoint's weights into the new model (``--init-from``); configs must agree."""
         source = read_checkpoint(path)
-        ours = model_config(self.model)
+        ours = model_config(self.net)
         theirs = {**ours, **{k: v for k, v in source["model"].items() if k in ours}}
         if theirs != ours:
             diff = ", ".join(f"{k}: {theirs[k]} there, {ours[k]} here" for k in ours if theirs[k] != ours[k])
@@ -150,7 +162,7 @@ class Trainer:
                 f"{path}: --init-from would leak {len(leaked)} of this run's validation volumes "
                 f"({', '.join(leaked[:3])}{', ...' if len(leaked) > 3 else ''}) that the checkpoint was trained on; "
                 "use the same --seed and --val-fraction as that run")
-        self.model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in source["state_dict"].items()})
+        self.net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in source["state_dict"].items()})
 
     def _resume_state(self) -> dict[str, Any] | None:
         last = self.run / "last.pt"
@@ -172,7 +184,11 @@ class Trainer:
         if with_state:
             meta["optimizer"] = self.optimizer.state_dict()
             meta["scheduler"] = self.scheduler.state_dict()
-        return make_checkpoint(self.model, self.config.size, self.normalization, **meta)
+        return make_checkpoint(self.net, self.config.size, self.normalization, **meta)
+
+    def _save(self, metrics: dict[str, Any], name: str, with_state: bool) -> None:
+        if self.dist.is_main:
+            atomic_save(self._checkpoint(metrics, with_state), self.run / name)
 
     # -- loop --------------------------------------------------------------------------------
     def _train_epoch(self, bar: tqdm) -> float:
@@ -190,8 +206,10 @@ class Trainer:
             self.history.emit({"event": "step", "epoch": self.epoch + 1, "step": step + 1,
                                "steps": len(self.train_loader), "loss": value,
                                "lr": self.optimizer.param_groups[0]["lr"], "time": time.time()})
-            if self.stop_event.is_set():
+            if self.dist.any(self.stop_event.is_set()):
+                self.stop_event.set()
                 return math.nan
+        total, n = self.dist.sum([total, n])
         return total / max(n, 1)
 
     def fit(self) -> dict[str, Any]:
@@ -208,8 +226,10 @@ class Trainer:
         self.history.emit({"event": "resume" if c.resume else "start", "epoch": self.epoch, "time": start,
                            "config": c.to_dict(), "device": str(self.device), "precision": str(self.dtype),
                            "train_slices": len(self.train_set), "val_slices": len(self.val_set),
-                           "steps_per_epoch": len(self.train_loader), "epochs": c.epochs})
-        bar = tqdm(total=(c.epochs - self.epoch) * len(self.train_loader), unit="step", desc="training")
+                           "steps_per_epoch": len(self.train_loader), "epochs": c.epochs,
+                           "world_size": self.dist.world_size})
+        bar = tqdm(total=(c.epochs - self.epoch) * len(self.train_loader), unit="step", desc="training",
+                   disable=not self.dist.is_main)
         try:
             while self.epoch < c.epochs and not self.stop_event.is_set():
                 t0 = time.time()
@@ -217,8 +237,9 @@ class Trainer:
                 if self.stop_event.is_set():
                     reason = "stopped"
                     break
-                result = evaluate_loader(self.model, self.val_loader, self._preprocessing(), self.val_volumes,
-                                         self.dtype, self.criterion)
+                result = evaluate_loader(self.net, self.val_loader, self._preprocessing(), self.val_volumes,
+                                         self.dtype, self.criterion,
+                                         gather=self.dist.gather if self.dist.enabled else None)
                 self.epoch += 1
                 levels = result["levels"]
                 final = levels[max(k for k in levels if k != "ens")]
@@ -235,26 +256,27 @@ class Trainer:
                 # (its events are dropped), instead of leaving last.pt ahead of history.jsonl
                 self.history.emit(record)
                 if improved:
-                    atomic_save(self._checkpoint(final | {"levels": levels}, with_state=False), self.run / "best.pt")
-                atomic_save(self._checkpoint(final | {"levels": levels}, with_state=True), self.run / "last.pt")
+                    self._save(final | {"levels": levels}, "best.pt", with_state=False)
+                self._save(final | {"levels": levels}, "last.pt", with_state=True)
                 if self.epoch - self.best_epoch >= c.patience:
                     reason = "early_stopping"
                     break
                 elapsed = (time.time() - start) / 60
-                if c.max_minutes and elapsed + (time.time() - t0) / 60 > c.max_minutes:
+                if self.dist.any(bool(c.max_minutes) and elapsed + (time.time() - t0) / 60 > c.max_minutes):
                     reason = "time_limit"
                     break
         finally:
             bar.close()
             self._restore_signal_handlers(handlers)
-        if reason == "completed" and self.stop_event.is_set():  # the stop came during validation
+        if reason == "completed" and self.dist.any(self.stop_event.is_set()):  # the stop came during validation
             reason = "stopped"
         if reason == "stopped":
             last_metrics = self.epochs_history[-1]["val"] if self.epochs_history else {}
-            atomic_save(self._checkpoint(last_metrics, with_state=True), self.run / "last.pt")
+            self._save(last_metrics, "last.pt", with_state=True)
         summary = {"event": "end", "epoch": self.epoch, "reason": reason, "best_epoch": self.best_epoch,
                    "best_score": self.best_score, "minutes": (time.time() - start) / 60, "time": time.time()}
         self.history.emit(summary)
+        self.dist.shutdown()
         return summary
 
     def _preprocessing(self) -> dict[str, Any]:
