@@ -15,7 +15,6 @@ from core.data.scans import Scan, read_scans
 from core.inference import lesion_masks, parse_level, segment_images
 from core.lesions import slice_rows, volume_summary
 
-MAX_PIXELS = 25_000_000  # per 2D image: larger images are refused before they fill the memory
 TYPES = ["png", "jpg", "jpeg", "bmp", "tif", "tiff", "dcm", "nii", "gz", "zip"]
 
 
@@ -60,12 +59,7 @@ def read_upload(name: str, data: bytes, channels: int) -> list[Scan]:
     limit = upload_limit_mb()
     if len(data) > limit * 2**20:
         raise DataError(f"{name}: {len(data) / 2**20:.1f} MB is over the {limit} MB limit per file")
-    scans = _read(name, digest(data), channels, data)
-    for scan in scans:
-        h, w = scan.slices.shape[1:3]
-        if not scan.is_volume and h * w > MAX_PIXELS:
-            raise DataError(f"{scan.name}: {w}×{h} pixels is over the limit of {MAX_PIXELS / 1e6:.0f} megapixels")
-    return scans
+    return _read(name, digest(data), channels, data)  # pixel and voxel limits are checked before decoding
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

@@ -8,10 +8,11 @@ from app.charts import lesion_area_figure, probability_figure
 from app.checkpoints import pick_checkpoint
 from app.images import enlarge, overlay, shrink
 from app.layout import setup_page
-from app.segmentation import MAX_PIXELS, TYPES, Result, digest, read_upload, segment, upload_limit_mb
+from app.segmentation import TYPES, Result, digest, read_upload, segment, upload_limit_mb
 from app.state import LEVEL, persistent_selectbox
 from app.theme import level_name
 from core.data import DataError
+from core.data.io import MAX_IMAGE_PIXELS
 from core.data.scans import MAX_VOXELS
 from core.inference import model_levels
 from core.lesions import csv_text
@@ -29,7 +30,7 @@ with st.sidebar:
     threshold = st.slider("Threshold", 0.05, 0.95, 0.5, 0.05, help="Probability from which a pixel counts as lesion")
     opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05)
 
-limits = (f"Up to {upload_limit_mb()} MB per file, {MAX_PIXELS / 1e6:.0f} megapixels per image and "
+limits = (f"Up to {upload_limit_mb()} MB per file, {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels per image and "
           f"{MAX_VOXELS / 1e6:.0f} million voxels per volume.")
 uploads = st.file_uploader(
     "Images or scans", type=TYPES, accept_multiple_files=True,

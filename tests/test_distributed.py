@@ -7,8 +7,10 @@ single-process evaluation of the same weights.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,7 @@ import torch
 import torch.distributed
 from torch.utils.data import DataLoader
 
-from core.checkpoint import load_checkpoint
+from core.checkpoint import load_checkpoint, read_checkpoint
 from core.data import EpochSampler, SliceDataset, load_source
 from core.inference import evaluate_loader
 from core.metrics import SegmentationMetrics
@@ -28,16 +30,24 @@ ROOT = Path(__file__).resolve().parent.parent
 TRAIN_ARGS = ["--data", "synthetic", "--epochs", "2", "--width", "4", "--size", "32", "--batch-size", "8"]
 
 
-def train(out: Path, nproc: int) -> subprocess.CompletedProcess:
+GLOO = pytest.mark.skipif(not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
+                          reason="this torch build has no gloo backend for CPU process groups")
+
+
+def command(out: Path, nproc: int, *args: str) -> list[str]:
     launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc > 1 else []
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run([sys.executable, *launcher, "-m", "core.train", *TRAIN_ARGS, "--out", str(out)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    return [sys.executable, *launcher, "-m", "core.train", *TRAIN_ARGS, "--out", str(out), *args]
 
 
-@pytest.mark.skipif(not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
-                    reason="this torch build has no gloo backend for CPU process groups")
+ENV = {**os.environ, "OMP_NUM_THREADS": "1",
+       "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+
+
+def train(out: Path, nproc: int, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(command(out, nproc, *args), cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+
+
+@GLOO
 def test_torchrun_two_cpu_processes_train_one_run_folder_in_the_single_process_format(tmp_path: Path) -> None:
     two, one = tmp_path / "two", tmp_path / "one"
     result = train(two, 2)
@@ -71,6 +81,26 @@ def test_torchrun_two_cpu_processes_train_one_run_folder_in_the_single_process_f
     final = single["levels"][max(k for k in single["levels"] if k != "ens")]
     for key in ("dice", "iou", "volume_dice_mean"):
         assert meta["metrics"][key] == pytest.approx(final[key], abs=1e-3), key
+
+
+@GLOO
+def test_a_stop_reaches_every_rank_and_the_run_resumes(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    process = subprocess.Popen(command(run, 2, "--epochs", "500"), cwd=ROOT, env=ENV,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (run / "last.pt").exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)  # what the app's Stop and Ctrl-C send; torchrun forwards it
+    process.wait(timeout=120)
+    events = read_history(run / "history.jsonl")
+    assert events[-1]["event"] == "end" and events[-1]["reason"] == "stopped"
+    stopped_at = events[-1]["epoch"]
+    assert read_checkpoint(run / "last.pt")["epoch"] == stopped_at >= 1
+    result = train(run, 2, "--resume", "--epochs", str(stopped_at + 1))
+    assert result.returncode == 0, result.stderr[-3000:]
+    epochs = [e["epoch"] for e in read_history(run / "history.jsonl") if e["event"] == "epoch"]
+    assert epochs == list(range(1, stopped_at + 2)), "each epoch once, the resumed one appended"
 
 
 def test_epoch_sampler_shards_cover_the_epoch_with_equal_lengths() -> None:

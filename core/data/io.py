@@ -1,14 +1,48 @@
 """Reading single 2D images and masks with clear errors."""
 from __future__ import annotations
 
+import io
+import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from core.data.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+IMAGE_FORMATS = {"PNG", "JPEG", "MPO", "TIFF", "BMP", "DIB"}  # as Pillow names them
+MAX_IMAGE_PIXELS = 25_000_000  # per 2D image or TIFF page; checked in the header, before any decoding
+
+
+def image_header(data: bytes, source: str = "image") -> tuple[int, int, int]:
+    """``(width, height, pages)`` that a PNG, JPEG, TIFF or BMP file declares, read without decoding pixels.
+
+    ``DataError`` naming ``source`` for other or unreadable data, zero-sized images, and images
+    over ``MAX_IMAGE_PIXELS`` per page (a decompression bomb declares a huge size in a tiny file).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                kind, sizes = image.format, [image.size]
+                for page in range(1, getattr(image, "n_frames", 1) if kind == "TIFF" else 1):
+                    image.seek(page)  # reads that page's header only
+                    sizes.append(image.size)
+        except Image.DecompressionBombError:  # Pillow's own, higher limit
+            raise DataError(f"{source}: declares a size over the limit of {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels") from None
+        except Exception:  # Pillow raises many types for data that is not an image
+            kind = None
+    if kind not in IMAGE_FORMATS:
+        raise DataError(f"{source}: not a readable image (PNG, JPG, TIFF or BMP expected)")
+    for width, height in sizes:
+        if width * height == 0:
+            raise DataError(f"{source}: the image has no pixels ({width}×{height})")
+        if width * height > MAX_IMAGE_PIXELS:
+            raise DataError(
+                f"{source}: {width}×{height} pixels is over the limit of {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels")
+    return (*sizes[0], len(sizes))
 
 
 def to_channels(image: np.ndarray, channels: int, source: str) -> np.ndarray:
@@ -42,10 +76,13 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.round(scaled).astype(np.uint8)
 
 
-def decode_image(data: bytes | np.ndarray, channels: int = 3, source: str = "image") -> np.ndarray:
-    """Decode encoded image bytes to ``(H, W, channels)`` uint8 in RGB order."""
-    buffer = np.frombuffer(data, np.uint8) if isinstance(data, bytes) else data
-    image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) if buffer.size else None
+def decode_image(data: bytes, channels: int = 3, source: str = "image") -> np.ndarray:
+    """Decode encoded image bytes to ``(H, W, channels)`` uint8 in RGB order (header checked first)."""
+    image_header(data, source)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:  # some corrupt files raise instead of returning None
+        image = None
     if image is None or image.size == 0:
         raise DataError(f"{source}: not a readable image (PNG, JPG, TIFF or BMP expected)")
     if image.ndim == 3 and image.shape[2] >= 3:  # OpenCV decodes colour as BGR(A)
@@ -72,10 +109,14 @@ def read_mask(path: Path, num_classes: int = 1) -> np.ndarray:
     Binary masks may hold {0, 255} or {0, 1}; multi-class masks hold indices 0..num_classes-1.
     """
     try:
-        data = np.frombuffer(Path(path).read_bytes(), np.uint8)
+        data = Path(path).read_bytes()
     except OSError as err:
         raise DataError(f"{path}: cannot be read ({err.strerror})") from None
-    mask = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    image_header(data, str(path))
+    try:
+        mask = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        mask = None
     if mask is None or mask.size == 0:
         raise DataError(f"{path}: not a readable mask image")
     if mask.ndim == 3:

@@ -25,6 +25,7 @@ import gzip
 import io
 import logging
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -32,7 +33,7 @@ import cv2
 import numpy as np
 
 from core.data.errors import DataError
-from core.data.io import IMAGE_SUFFIXES, decode_image, to_channels
+from core.data.io import IMAGE_SUFFIXES, decode_image, image_header, to_channels
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".dcm", ".zip")  # besides IMAGE_SUFFIXES; .nii.gz before .nii
 MAX_VOXELS = 200_000_000  # about 200 MB as uint8: bigger volumes are refused before decoding
@@ -113,13 +114,12 @@ def read_scan(name: str, data: bytes, channels: int = 3) -> Scan:
         return scans[0]
     if lower.endswith(".dcm") or data[128:132] == b"DICM":
         return _dicom_scan(name, [(name, _read_dicom(name, data))], channels)
-    if lower.endswith((".tif", ".tiff")):
+    if lower.endswith((".tif", ".tiff")) and image_header(data, name)[2] > 1:
         pages = _tiff_pages(name, data)
-        if len(pages) > 1:
-            volume = _to_uint8(np.stack(pages))
-            slices = np.stack([to_channels(p, channels, name) for p in volume])
-            return Scan(name, "tiff stack", slices, intensity_note=_note(pages[0].dtype),
-                        channels_note=_channels_note(pages[0], channels))
+        volume = _to_uint8(np.stack(pages))
+        slices = np.stack([to_channels(p, channels, name) for p in volume])
+        return Scan(name, "tiff stack", slices, intensity_note=_note(pages[0].dtype),
+                    channels_note=_channels_note(pages[0], channels))
     image = decode_image(data, channels, name)
     return Scan(name, "image", image[None], channels_note="")
 
@@ -162,7 +162,12 @@ def _check_size(name: str, shape: tuple[int, ...]) -> None:
 
 
 def _tiff_pages(name: str, data: bytes) -> list[np.ndarray]:
-    ok, pages = cv2.imdecodemulti(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    width, height, count = image_header(data, name)  # every page's size is checked there
+    _check_size(name, (count, height, width))
+    try:
+        ok, pages = cv2.imdecodemulti(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:  # libtiff rejects some corrupt headers by raising
+        ok, pages = False, []
     if not ok or not pages:
         raise DataError(f"{name}: not a readable TIFF")
     shapes = {p.shape for p in pages}
@@ -228,7 +233,7 @@ def _gunzip(name: str, data: bytes) -> bytes:
                 out += chunk
                 if len(out) > MAX_DECOMPRESSED:
                     raise DataError(f"{name}: expands to over {MAX_DECOMPRESSED >> 20} MB; refused")
-        except (OSError, EOFError) as err:
+        except (OSError, EOFError, zlib.error) as err:
             raise DataError(f"{name}: the gzip data is broken ({err})") from None
     return bytes(out)
 
@@ -258,8 +263,8 @@ def _read_zip(name: str, data: bytes, channels: int) -> list[Scan]:
         archive = zipfile.ZipFile(io.BytesIO(data))
         members = [m for m in archive.infolist() if not m.is_dir() and not _hidden(m.filename)
                    and PurePosixPath(m.filename).name.upper() != "DICOMDIR"]
-    except (zipfile.BadZipFile, ValueError):
-        raise DataError(f"{name}: not a readable zip file") from None
+    except (zipfile.BadZipFile, ValueError, NotImplementedError) as err:
+        raise DataError(f"{name}: not a readable zip file ({err})") from None
     if sum(m.file_size for m in members) > MAX_DECOMPRESSED:
         raise DataError(f"{name}: expands to over {MAX_DECOMPRESSED >> 20} MB; refused")
     if not members:
@@ -272,7 +277,7 @@ def _read_zip(name: str, data: bytes, channels: int) -> list[Scan]:
         label = f"{name}/{member.filename}"
         try:
             contents.append((label, archive.read(member)))
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, zlib.error) as err:
             raise DataError(f"{label}: cannot be extracted ({err})") from None
     if images:
         return [read_scan(label, content, channels) for label, content in contents]
@@ -289,15 +294,21 @@ def _dicom_scan(name: str, datasets: list, channels: int) -> Scan:
 
     frames, geometry = [], []
     for label, ds in datasets:
-        pixels = apply_modality_lut(ds.pixel_array, ds) if "RescaleSlope" in ds or "ModalityLUTSequence" in ds else ds.pixel_array
-        colour = ds.get("SamplesPerPixel", 1) == 3
+        try:
+            pixels = apply_modality_lut(ds.pixel_array, ds) if "RescaleSlope" in ds or "ModalityLUTSequence" in ds else ds.pixel_array
+            colour = ds.get("SamplesPerPixel", 1) == 3
+        except Exception as err:  # a corrupt rescale or LUT element
+            raise DataError(f"{label}: the DICOM intensity mapping cannot be read ({type(err).__name__}: {err})") from None
         stack = pixels if (pixels.ndim == 4 or (pixels.ndim == 3 and not colour)) else pixels[None]
         frames.extend(stack)
         geometry.extend([(label, ds)] * len(stack))
     shapes = {f.shape for f in frames}
     if len(shapes) > 1:
         raise DataError(f"{name}: the series' images differ in size ({sorted(shapes)})")
-    order, spacing, affine = _dicom_geometry(geometry)
+    try:
+        order, spacing, affine = _dicom_geometry(geometry)
+    except Exception as err:  # corrupt position, orientation or spacing values
+        raise DataError(f"{name}: the DICOM slice geometry cannot be read ({type(err).__name__}: {err})") from None
     volume = np.stack([frames[i] for i in order])
     try:
         volume = _to_uint8(volume)
