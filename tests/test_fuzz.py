@@ -11,9 +11,9 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import resource
 import struct
 import time
-import zipfile
 import zlib
 from pathlib import PurePosixPath
 
@@ -30,10 +30,13 @@ from app.segmentation import read_upload
 from core.data import DataError
 from core.data import scans as scans_module
 from core.data.scans import Scan, read_scans
+from core.outputs import zip_bytes
 from test_scans import blob_volume, dicom_bytes, nifti_bytes
 
+BASELINE_MB = 0.0
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "500"))  # per property; derandomized: every run tries the same
-FUZZ = settings(max_examples=EXAMPLES, deadline=5000, derandomize=True, database=None,
+FUZZ = settings(max_examples=EXAMPLES, deadline=30_000,  # ms: generous for a loaded CI machine, short of a hang
+                derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 SUFFIXES = [".png", ".jpg", ".bmp", ".tif", ".tiff", ".dcm", ".nii", ".nii.gz", ".zip", ".txt", ""]
 MAGIC = [b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"II*\x00", b"MM\x00*", b"\x1f\x8b", b"PK\x03\x04",
@@ -55,14 +58,6 @@ def tiff_stack(pages: int = 3) -> bytes:
     return out.getvalue()
 
 
-def zip_of(files: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-    return out.getvalue()
-
-
 VALID = {
     "scan.png": encode(".png", grey()),
     "scan.jpg": encode(".jpg", cv2.cvtColor(grey(), cv2.COLOR_GRAY2BGR)),
@@ -72,19 +67,37 @@ VALID = {
     "scan.dcm": dicom_bytes(blob_volume((1, 16, 16))[0].astype(np.uint16), 0.0, 1),
     "head.nii.gz": nifti_bytes(blob_volume((12, 10, 6)), np.eye(4)),
     "head.nii": nifti_bytes(blob_volume((12, 10, 6)), np.eye(4), gz=False),
-    "images.zip": zip_of({"a.png": encode(".png", grey()), "b.png": encode(".png", grey(16))}),
-    "series.zip": zip_of({f"{i}.dcm": dicom_bytes(blob_volume((1, 16, 16))[0].astype(np.uint16), float(i), i)
+    "images.zip": zip_bytes({"a.png": encode(".png", grey()), "b.png": encode(".png", grey(16))}),
+    "series.zip": zip_bytes({f"{i}.dcm": dicom_bytes(blob_volume((1, 16, 16))[0].astype(np.uint16), float(i), i)
                           for i in range(3)}),
 }
 
 
+MAX_GROWTH_MB = 512  # peak memory a test may add: fuzz inputs are at most a few kB
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
+
+
+@pytest.fixture(autouse=True)
+def memory_baseline() -> None:
+    global BASELINE_MB
+    BASELINE_MB = peak_mb()  # a process's peak only grows: what a test adds shows above this
+
+
 def check(reader, name: str, data: bytes) -> list[Scan]:  # noqa: ANN001 (read_scans or read_upload)
-    """Run ``reader``: a list of sound scans, or a DataError that names the file; anything else fails."""
+    """Run ``reader``: a list of sound scans, or a DataError that names the file; anything else fails.
+
+    Also fails if reading raised this process's peak memory by over ``MAX_GROWTH_MB`` (a decoder
+    that allocates what a header declares).
+    """
     try:
         scans = reader(name, data, 3)
     except DataError as err:
         assert str(err).startswith(name) or PurePosixPath(name).name in str(err), f"unnamed file: {err}"
-        return []
+        scans = []
+    assert peak_mb() - BASELINE_MB < MAX_GROWTH_MB, f"{name}: reading {len(data)} bytes took {peak_mb() - BASELINE_MB:.0f} MB"
     for scan in scans:
         s, h, w, c = scan.slices.shape
         assert scan.slices.dtype == np.uint8 and min(s, h, w) > 0 and c == 3
@@ -147,6 +160,12 @@ def png_declaring(width: int, height: int) -> bytes:
     return bytes(data)
 
 
+def png_chunk_declaring(length: int) -> bytes:
+    data = bytearray(encode(".png", grey(8)))
+    struct.pack_into(">I", data, data.index(b"IDAT") - 4, length)
+    return bytes(data)
+
+
 def bmp_declaring(width: int, height: int) -> bytes:
     data = bytearray(encode(".bmp", grey(8)))
     data[18:26] = struct.pack("<ii", width, height)
@@ -192,6 +211,7 @@ def dicom_declaring(rows: int, columns: int) -> bytes:
 
 BOMBS = {
     "png 40000x40000": ("bomb.png", png_declaring(40_000, 40_000), "over the limit"),
+    "png chunk of 2 GiB": ("chunk.png", png_chunk_declaring(2**31 - 1), "a broken PNG"),
     "bmp 30000x30000": ("bomb.bmp", bmp_declaring(30_000, 30_000), "over the limit|not a readable image"),
     "jpeg 60000x60000": ("bomb.jpg", jpeg_declaring(60_000, 60_000), "over the limit"),
     "tiff page 2 of 3 at 60000x60000": ("bomb.tif", tiff_declaring(60_000, 60_000, 1), "over the limit"),
@@ -223,10 +243,10 @@ def test_archives_that_expand_too_far_are_refused(monkeypatch: pytest.MonkeyPatc
     gz = gzip.compress(nib.Nifti1Image(volume, np.eye(4)).to_bytes())
     with pytest.raises(DataError, match="bomb.nii.gz: expands to over 1 MB"):
         read_scans("bomb.nii.gz", gz, 3)
-    big = zip_of({"a.bmp": encode(".bmp", np.zeros((1100, 1100), np.uint8))})  # 1.2 MB, zipped to a few kB
+    big = zip_bytes({"a.bmp": encode(".bmp", np.zeros((1100, 1100), np.uint8))})  # 1.2 MB, zipped to a few kB
     with pytest.raises(DataError, match="bomb.zip: expands to over 1 MB"):
         read_scans("bomb.zip", big, 3)
-    lying = bytearray(zip_of({"a.png": encode(".png", grey())}))
+    lying = bytearray(zip_bytes({"a.png": encode(".png", grey())}))
     central = lying.index(b"PK\x01\x02")
     struct.pack_into("<I", lying, central + 24, 10)  # the directory claims 10 bytes: the data says otherwise
     with pytest.raises(DataError, match="lying.zip"):

@@ -36,6 +36,8 @@ def image_header(data: bytes, source: str = "image") -> tuple[int, int, int]:
             kind = None
     if kind not in IMAGE_FORMATS:
         raise DataError(f"{source}: not a readable image (PNG, JPG, TIFF or BMP expected)")
+    if kind == "PNG" and not _png_chunks_fit(data):
+        raise DataError(f"{source}: a broken PNG (a chunk declares more bytes than the file holds)")
     for width, height in sizes:
         if width * height == 0:
             raise DataError(f"{source}: the image has no pixels ({width}×{height})")
@@ -74,6 +76,23 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     lo, hi = float(image.min()), float(image.max())
     scaled = (image - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(image)
     return np.round(scaled).astype(np.uint8)
+
+
+def _png_chunks_fit(data: bytes) -> bool:
+    """Whether every PNG chunk's declared length fits in the file.
+
+    OpenCV allocates what a chunk declares before reading it: 150 bytes declaring a 2 GiB chunk
+    would cost 2 GiB of memory.
+    """
+    pos = 8  # after the signature
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        if pos + 12 + length > len(data):
+            return False
+        if data[pos + 4 : pos + 8] == b"IEND":
+            break
+        pos += 12 + length  # length, type, data, CRC
+    return True
 
 
 def decode_image(data: bytes, channels: int = 3, source: str = "image") -> np.ndarray:
