@@ -280,8 +280,11 @@ def progress(events: list[Event], now: float | None = None) -> Progress | None:
     done = (last["epoch"] - 1 - first) * spe + last["step"]
     if ended:
         return Progress(epoch_done, epochs, last["step"], spe, done / total, elapsed, 0.0)
-    return Progress(last["epoch"], epochs, last["step"], spe, min(1.0, done / total), elapsed,
-                    elapsed / done * max(0, total - done))
+    eta = elapsed / done * max(0, total - done)
+    limit = (start.get("config") or {}).get("max_minutes")
+    if limit:  # the run stops after the epoch that passes its time limit
+        eta = min(eta, max(0.0, limit * 60 - elapsed))
+    return Progress(last["epoch"], epochs, last["step"], spe, min(1.0, done / total), elapsed, eta)
 
 
 @dataclass(frozen=True)

@@ -137,6 +137,8 @@ def test_progress_and_eta() -> None:
     p = progress(resumed)
     assert (p.epoch, p.fraction, p.elapsed, p.eta) == (2, 0.5, 22.0, 0.0)
     assert progress([]) is None
+    limited = [{**events[0], "epochs": 200, "config": {"max_minutes": 0.5}}, events[1]]
+    assert progress(limited, now=110.0).eta == 20.0  # 30 s allowed, 10 s gone: not 200 epochs' worth
 
 
 @pytest.mark.parametrize("name", ["..", "../escape", "a/b", "/etc", ".hidden", "", "x" * 65, "run name"])
