@@ -117,8 +117,8 @@ def evaluate_loader(
         shares = gather(({level: m.cpu() for level, m in metrics.items()}, loss_sum, n))
         metrics = shares[0][0]
         for other, _, _ in shares[1:]:
-            for level, m in other.items():
-                metrics[level].merge(m)
+            for level, m in other.items():  # a rank with no share of the slices has no levels
+                metrics.setdefault(level, SegmentationMetrics(model.num_classes)).merge(m)
         loss_sum, n = sum(s[1] for s in shares), sum(s[2] for s in shares)
     return {
         "levels": {level: m.compute() for level, m in metrics.items()},
