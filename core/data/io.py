@@ -95,13 +95,18 @@ def _png_chunks_fit(data: bytes) -> bool:
     return True
 
 
+def imdecode(data: bytes) -> np.ndarray | None:
+    """``cv2.imdecode`` unchanged (BGR order), or None for data it cannot decode; check ``image_header`` first."""
+    try:
+        return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:  # some corrupt files raise instead of returning None
+        return None
+
+
 def decode_image(data: bytes, channels: int = 3, source: str = "image") -> np.ndarray:
     """Decode encoded image bytes to ``(H, W, channels)`` uint8 in RGB order (header checked first)."""
     image_header(data, source)
-    try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error:  # some corrupt files raise instead of returning None
-        image = None
+    image = imdecode(data)
     if image is None or image.size == 0:
         raise DataError(f"{source}: not a readable image (PNG, JPG, TIFF or BMP expected)")
     if image.ndim == 3 and image.shape[2] >= 3:  # OpenCV decodes colour as BGR(A)
@@ -132,10 +137,7 @@ def read_mask(path: Path, num_classes: int = 1) -> np.ndarray:
     except OSError as err:
         raise DataError(f"{path}: cannot be read ({err.strerror})") from None
     image_header(data, str(path))
-    try:
-        mask = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error:
-        mask = None
+    mask = imdecode(data)
     if mask is None or mask.size == 0:
         raise DataError(f"{path}: not a readable mask image")
     if mask.ndim == 3:

@@ -114,8 +114,9 @@ def read_scan(name: str, data: bytes, channels: int = 3) -> Scan:
         return scans[0]
     if lower.endswith(".dcm") or data[128:132] == b"DICM":
         return _dicom_scan(name, [(name, _read_dicom(name, data))], channels)
-    if lower.endswith((".tif", ".tiff")) and image_header(data, name)[2] > 1:
-        pages = _tiff_pages(name, data)
+    header = image_header(data, name) if lower.endswith((".tif", ".tiff")) else None
+    if header and header[2] > 1:
+        pages = _tiff_pages(name, data, header)
         volume = _to_uint8(np.stack(pages))
         slices = np.stack([to_channels(p, channels, name) for p in volume])
         return Scan(name, "tiff stack", slices, intensity_note=_note(pages[0].dtype),
@@ -161,8 +162,9 @@ def _check_size(name: str, shape: tuple[int, ...]) -> None:
         raise DataError(f"{name}: {voxels:,} voxels (shape {shape}) is over the limit of {MAX_VOXELS:,}")
 
 
-def _tiff_pages(name: str, data: bytes) -> list[np.ndarray]:
-    width, height, count = image_header(data, name)  # every page's size is checked there
+def _tiff_pages(name: str, data: bytes, header: tuple[int, int, int]) -> list[np.ndarray]:
+    """The pages of a TIFF stack whose ``image_header`` (which checks every page's size) is ``header``."""
+    width, height, count = header
     _check_size(name, (count, height, width))
     try:
         ok, pages = cv2.imdecodemulti(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
