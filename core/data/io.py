@@ -103,9 +103,13 @@ def imdecode(data: bytes) -> np.ndarray | None:
         return None
 
 
-def decode_image(data: bytes, channels: int = 3, source: str = "image") -> np.ndarray:
-    """Decode encoded image bytes to ``(H, W, channels)`` uint8 in RGB order (header checked first)."""
-    image_header(data, source)
+def decode_image(data: bytes, channels: int = 3, source: str = "image", header_checked: bool = False) -> np.ndarray:
+    """Decode encoded image bytes to ``(H, W, channels)`` uint8 in RGB order.
+
+    The header is checked first (``image_header``) unless the caller has done so already.
+    """
+    if not header_checked:
+        image_header(data, source)
     image = imdecode(data)
     if image is None or image.size == 0:
         raise DataError(f"{source}: not a readable image (PNG, JPG, TIFF or BMP expected)")

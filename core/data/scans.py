@@ -121,7 +121,7 @@ def read_scan(name: str, data: bytes, channels: int = 3) -> Scan:
         slices = np.stack([to_channels(p, channels, name) for p in volume])
         return Scan(name, "tiff stack", slices, intensity_note=_note(pages[0].dtype),
                     channels_note=_channels_note(pages[0], channels))
-    image = decode_image(data, channels, name)
+    image = decode_image(data, channels, name, header_checked=header is not None)
     return Scan(name, "image", image[None], channels_note="")
 
 
