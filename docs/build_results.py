@@ -4,9 +4,10 @@ Run it after the commands in ``docs/results.md``::
 
     python docs/build_results.py
 
-It reads ``docs/results/<row>.json`` (``python -m core.evaluate --json``) and each run's
-``runs/cmp_<row>/history.jsonl`` (kept in ``docs/results/training.json``, so the table can be
-rebuilt without the runs), and replaces the text between the ``results:begin/end`` markers.
+It reads ``docs/results/<row><seed suffix>.json`` (``python -m core.evaluate --json``) and each
+run's ``runs/cmp_<row><seed suffix>/history.jsonl`` (kept in ``docs/results/training.json``, so the
+tables can be rebuilt without the runs), and replaces the text between the ``results:begin/end``
+markers with one table per seed and the verdict against the paper.
 """
 from __future__ import annotations
 
@@ -21,37 +22,44 @@ ROWS = [  # (json / run name, label, levels shown)
     ("unetpp_nods", "UNet++ without deep supervision", ["4"]),
     ("unetpp_ds", "UNet++ with deep supervision", ["4", "3", "2", "1", "ens"]),
 ]
+SEEDS = {0: "", 1: "_s1"}  # seed -> suffix of its run folders and JSONs (seed 0 is the shipped model's split)
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 PAPER_IOU_GAIN = 3.9  # UNet++ with deep supervision over U-Net, mean over 4 datasets (Zhou et al. 2018, abstract)
 
 
-def training_summary(name: str) -> dict[str, Any]:
-    """Epochs, minutes (sum of epoch times) and best epoch of ``runs/cmp_<name>``."""
-    events = [json.loads(line) for line in (RUNS / f"cmp_{name}" / "history.jsonl").read_text().splitlines()]
+def training_summary(run: str) -> dict[str, Any]:
+    """Epochs, minutes (sum of epoch times), best epoch and validation IoU by epoch of ``runs/cmp_<run>``."""
+    events = [json.loads(line) for line in (RUNS / f"cmp_{run}" / "history.jsonl").read_text().splitlines()]
     epochs = [e for e in events if e["event"] == "epoch"]
     best = max(epochs, key=lambda e: e["score"])
-    return {"epochs": len(epochs), "minutes": sum(e["seconds"] for e in epochs) / 60, "best_epoch": best["epoch"]}
+    return {"epochs": len(epochs), "minutes": sum(e["seconds"] for e in epochs) / 60, "best_epoch": best["epoch"],
+            "val_iou": [round(e["val"]["iou"], 4) for e in epochs]}
 
 
 def load_training() -> dict[str, dict[str, Any]]:
+    """Training summaries by run name: from ``runs/`` where a run is there, else as saved before."""
     saved = DOCS / "results" / "training.json"
-    if all((RUNS / f"cmp_{name}" / "history.jsonl").exists() for name, _, _ in ROWS):
-        summary = {name: training_summary(name) for name, _, _ in ROWS}
-        saved.write_text(json.dumps(summary, indent=2) + "\n")
-        return summary
-    return json.loads(saved.read_text())
+    summary = json.loads(saved.read_text()) if saved.exists() else {}
+    for name, _, _ in ROWS:
+        for suffix in SEEDS.values():
+            if (RUNS / f"cmp_{name}{suffix}" / "history.jsonl").exists():
+                summary[name + suffix] = training_summary(name + suffix)
+    saved.write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
 
 
-def table() -> list[str]:
-    training = load_training()
+def result(run: str) -> dict[str, Any]:
+    return json.loads((DOCS / "results" / f"{run}.json").read_text())
+
+
+def table(suffix: str, training: dict[str, dict[str, Any]]) -> list[str]:
     lines = ["| model | level | parameters | GFLOPs | training min (epochs, best) | Dice | IoU | "
              "volume Dice mean | volume Dice median | ms / image |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for name, label, levels in ROWS:
-        result = json.loads((DOCS / "results" / f"{name}.json").read_text())
-        t = training[name]
+        levels_result, t = result(name + suffix)["levels"], training[name + suffix]
         for i, level in enumerate(levels):
-            row = result["levels"][level]
+            row = levels_result[level]
             trained = f"{t['minutes']:.1f} ({t['epochs']}, {t['best_epoch']})" if i == 0 else "same"
             lines.append(
                 f"| {label if i == 0 else ''} | {'L' + level if level != 'ens' else 'ensemble'} | {row['params']:,} | "
@@ -60,29 +68,52 @@ def table() -> list[str]:
     return lines
 
 
+def iou_by_epoch(suffix: str, training: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per model: its validation IoU (L4) after each epoch, to show how much it swings."""
+    return [f"- {label}: " + " ".join(f"{v:.2f}" for v in training[name + suffix]["val_iou"])
+            for name, label, _ in ROWS]
+
+
+def gains(suffix: str) -> dict[str, float]:
+    """IoU points (L4) of each UNet++ row over U-Net for one seed."""
+    iou = {name: result(name + suffix)["levels"]["4"]["iou"] for name, _, _ in ROWS}
+    return {name: 100 * (iou[name] - iou["unet"]) for name in ("unetpp_ds", "unetpp_nods")}
+
+
 def verdict() -> list[str]:
-    iou = {name: json.loads((DOCS / "results" / f"{name}.json").read_text())["levels"]["4"]["iou"]
-           for name, _, _ in ROWS}
-    gain_ds = 100 * (iou["unetpp_ds"] - iou["unet"])
-    gain_nods = 100 * (iou["unetpp_nods"] - iou["unet"])
-    if gain_ds >= PAPER_IOU_GAIN:
-        holds = "UNet++ with deep supervision beats U-Net by at least the paper's margin: the claim holds here"
-    elif gain_ds > 0:
-        holds = "UNet++ with deep supervision beats U-Net, but by less than the paper's margin"
+    per_seed = {seed: gains(suffix) for seed, suffix in SEEDS.items()}
+    mean = {name: sum(g[name] for g in per_seed.values()) / len(per_seed) for name in ("unetpp_ds", "unetpp_nods")}
+    lines = [f"- Per-slice IoU at L4, seed {seed}: UNet++ with deep supervision {g['unetpp_ds']:+.1f} points over "
+             f"U-Net, UNet++ without deep supervision {g['unetpp_nods']:+.1f} points." for seed, g in per_seed.items()]
+    lines.append(f"- Mean over the {len(per_seed)} seeds: {mean['unetpp_ds']:+.1f} (with deep supervision) and "
+                 f"{mean['unetpp_nods']:+.1f} (without); the paper reports +{PAPER_IOU_GAIN} (mean over its four datasets).")
+    worst = min(g["unetpp_ds"] for g in per_seed.values())
+    if worst >= PAPER_IOU_GAIN:
+        holds = "UNet++ with deep supervision beats U-Net by at least the paper's margin on every seed: the claim holds here"
+    elif worst > 0:
+        holds = "UNet++ with deep supervision beats U-Net on every seed, but not always by the paper's margin"
     else:
-        holds = "UNet++ with deep supervision does not beat U-Net: the claim does not hold here"
-    return [f"- Per-slice IoU at L4: UNet++ with deep supervision {gain_ds:+.1f} points over U-Net, "
-            f"UNet++ without deep supervision {gain_nods:+.1f} points; the paper reports +{PAPER_IOU_GAIN} "
-            f"(mean over its four datasets).",
-            f"- {holds}."]
+        holds = "UNet++ with deep supervision does not beat U-Net on every seed: the claim does not hold here"
+    return lines + [f"- {holds}."]
+
+
+def results_block() -> list[str]:
+    training = load_training()
+    lines: list[str] = []
+    for seed, suffix in SEEDS.items():
+        title = f"### Seed {seed}" + (" (the shipped model's split)" if seed == 0 else "")
+        lines += [title, "", *table(suffix, training), "", "Validation IoU (L4) after each of the 12 epochs:", "",
+                  *iou_by_epoch(suffix, training), ""]
+    return lines + verdict()
 
 
 def main() -> None:
     doc = DOCS / "results.md"
     text = doc.read_text()
     start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    doc.write_text(text[:start] + "\n" + "\n".join(table() + [""] + verdict()) + "\n" + text[end:])
-    print("\n".join(table() + verdict()))
+    block = results_block()
+    doc.write_text(text[:start] + "\n" + "\n".join(block) + "\n" + text[end:])
+    print("\n".join(block))
 
 
 if __name__ == "__main__":
