@@ -179,7 +179,8 @@ def test_demo_training_segmentation_and_comparison(server: str, page, browser, c
     expect(page.get_by_text(re.compile(r"^Slice 1 of 12: lesion"))).to_be_visible()
     slider.press("ArrowRight")
     expect(page.get_by_text(re.compile(r"^Slice 2 of 12: lesion"))).to_be_visible()
-    assert before.startswith("Slice ") and page.locator(".js-plotly-plot").count() >= 1
+    assert before.startswith("Slice ")
+    expect(page.locator(".js-plotly-plot").first).to_be_visible()  # the lesion-area chart, redrawn after the slider moved
     with page.expect_download() as download:
         page.get_by_test_id("stDownloadButton").filter(has_text="Mask (NIfTI)").click()
     saved = ARTIFACTS / download.value.suggested_filename  # nibabel reads the format from the name
