@@ -49,6 +49,7 @@ def load_training() -> dict[str, dict[str, Any]]:
 
 
 def result(run: str) -> dict[str, Any]:
+    """``core.evaluate --json`` output of one run."""
     return json.loads((DOCS / "results" / f"{run}.json").read_text())
 
 
@@ -102,7 +103,7 @@ def results_block() -> list[str]:
     lines: list[str] = []
     for seed, suffix in SEEDS.items():
         title = f"### Seed {seed}" + (" (the shipped model's split)" if seed == 0 else "")
-        lines += [title, "", *table(suffix, training), "", "Validation IoU (L4) after each of the 12 epochs:", "",
+        lines += [title, "", *table(suffix, training), "", "Validation IoU (L4) after each epoch:", "",
                   *iou_by_epoch(suffix, training), ""]
     return lines + verdict()
 
