@@ -114,14 +114,14 @@ def read_scan(name: str, data: bytes, channels: int = 3) -> Scan:
         return scans[0]
     if lower.endswith(".dcm") or data[128:132] == b"DICM":
         return _dicom_scan(name, [(name, _read_dicom(name, data))], channels)
-    header = image_header(data, name) if lower.endswith((".tif", ".tiff")) else None
-    if header and header[2] > 1:
+    header = image_header(data, name)  # checked once, for the stack and the single-image path alike
+    if lower.endswith((".tif", ".tiff")) and header[2] > 1:
         pages = _tiff_pages(name, data, header)
         volume = _to_uint8(np.stack(pages))
         slices = np.stack([to_channels(p, channels, name) for p in volume])
         return Scan(name, "tiff stack", slices, intensity_note=_note(pages[0].dtype),
                     channels_note=_channels_note(pages[0], channels))
-    image = decode_image(data, channels, name, header_checked=header is not None)
+    image = decode_image(data, channels, name, header_checked=True)
     return Scan(name, "image", image[None], channels_note="")
 
 
