@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import streamlit as st
 from app.checkpoints import inference_device, load_model
 from core.data import DataError
 from core.data.scans import Scan, read_scans
-from core.inference import lesion_masks, parse_level, segment_images
+from core.inference import Level, lesion_masks, segment_images
 from core.lesions import slice_rows, volume_summary
 
 TYPES = ["png", "jpg", "jpeg", "bmp", "tif", "tiff", "dcm", "nii", "gz", "zip"]
@@ -62,22 +64,82 @@ def read_upload(name: str, data: bytes, channels: int) -> list[Scan]:
     return _read(name, digest(data), channels, data)  # pixel and voxel limits are checked before decoding
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def probabilities(checkpoint: str, mtime: float, level: str, key: str, _slices: np.ndarray,
-                  _progress: Callable[[float], None] | None = None) -> np.ndarray:
-    """``segment_images`` of a scan's slices, cached by (checkpoint version, level, file and scan).
+class ProbabilityStore:
+    """Segmentation probabilities shared by every session of the app process: a thread-safe LRU.
 
-    Changing the threshold, the opacity or the slice reuses these probabilities.
+    A cache hit costs a dictionary look-up. Two sessions asking for the same key at once compute
+    it once: the second waits for the first and then reads its result. Unlike ``st.cache_data``,
+    nothing is replayed, so the caller may drive its own progress bar while computing.
+
+    Example:
+        >>> store = ProbabilityStore(max_entries=1)
+        >>> store.get_or_compute("a", lambda: np.zeros(2)).tolist(), store.get_or_compute("a", lambda: None).tolist()
+        ([0.0, 0.0], [0.0, 0.0])
+        >>> _ = store.get_or_compute("b", lambda: np.ones(1)); "a" in store
+        False
     """
-    del mtime, key  # only part of the cache key
-    model, meta = load_model(Path(checkpoint))
-    return segment_images(model, meta["preprocessing"], _slices, parse_level(level), inference_device()[1],
-                          progress=_progress)
+
+    def __init__(self, max_entries: int = 32) -> None:
+        self.max_entries = max_entries
+        self._items: OrderedDict[Hashable, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self._pending: dict[Hashable, threading.Lock] = {}
+
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._items
+
+    def _lookup(self, key: Hashable) -> np.ndarray | None:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            return None
+
+    def get_or_compute(self, key: Hashable, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """The stored value of ``key``, or ``compute()`` stored under it (once, whoever asks)."""
+        if (found := self._lookup(key)) is not None:
+            return found
+        with self._lock:
+            key_lock = self._pending.setdefault(key, threading.Lock())
+        with key_lock:
+            if (found := self._lookup(key)) is not None:
+                return found
+            try:
+                value = compute()
+                with self._lock:
+                    self._items[key] = value
+                    while len(self._items) > self.max_entries:
+                        self._items.popitem(last=False)
+            finally:
+                with self._lock:
+                    self._pending.pop(key, None)
+        return value
 
 
-def segment(checkpoint: Path, level: str, key: str, scan: Scan, stem: str, threshold: float,
+@st.cache_resource
+def probability_store() -> ProbabilityStore:
+    """The app process's one ``ProbabilityStore``."""
+    return ProbabilityStore()
+
+
+def probabilities(checkpoint: Path, level: Level, key: str, slices: np.ndarray,
+                  progress: Callable[[float], None] | None = None) -> np.ndarray:
+    """``segment_images`` of a scan's slices, stored by (checkpoint version, level, file and scan).
+
+    Changing the threshold, the opacity or the slice, or uploading the same file again (in any
+    tab), reuses these probabilities; ``progress`` is only called when they are computed.
+    """
+    def compute() -> np.ndarray:
+        model, meta = load_model(checkpoint)
+        return segment_images(model, meta["preprocessing"], slices, level, inference_device()[1], progress=progress)
+
+    return probability_store().get_or_compute((str(checkpoint), checkpoint.stat().st_mtime, level, key), compute)
+
+
+def segment(checkpoint: Path, level: Level, key: str, scan: Scan, stem: str, threshold: float,
             progress: Callable[[float], None] | None = None) -> Result:
     """Segment ``scan`` (cached) and threshold it."""
-    probs = probabilities(str(checkpoint), checkpoint.stat().st_mtime, level, key, scan.slices, progress)
+    probs = probabilities(checkpoint, level, key, scan.slices, progress)
     lesion, masks = lesion_masks(probs, threshold)
     return Result(scan, stem, lesion, masks)

@@ -65,7 +65,7 @@ for scan, key, stem in zip(scans, keys, unique_stems([s.name for s in scans])):
         if bar is not None:
             bar.progress(min(1.0, (before + fraction * n) / total), text=f"Segmenting {scan.name}…")
 
-    results.append(segment(checkpoint, str(level), key, scan, stem, threshold, progress))
+    results.append(segment(checkpoint, level, key, scan, stem, threshold, progress))
     done += len(scan.slices)
 if bar is not None:
     bar.empty()

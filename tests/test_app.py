@@ -1,6 +1,7 @@
 """Every page of the Streamlit app through ``streamlit.testing.v1.AppTest``, plus the app's helpers."""
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 import time
@@ -8,6 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import cv2
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
@@ -246,6 +248,29 @@ def test_segment_an_uploaded_lgg_like_tiff(with_run: Path) -> None:
     by_label(at.selectbox, "Level").set_value(1)
     by_label(at.slider, "Threshold").set_value(0.95).run()
     assert not at.exception and image_captions(at) == ["L1 at threshold 0.95, lesion in red"]
+
+
+def nifti_bytes(volume: np.ndarray, affine: np.ndarray) -> bytes:
+    """A ``(S, H, W)`` uint8 volume as ``.nii.gz`` bytes, stored (x, y, z) with this affine."""
+    image = nib.Nifti1Image(np.ascontiguousarray(volume.transpose(2, 1, 0)).astype(np.int16), affine)
+    return gzip.compress(image.to_bytes())
+
+
+def test_segment_reruns_and_new_sessions_reuse_a_volume_result(with_run: Path) -> None:
+    """Regression: moving a slider after a volume, or uploading it again, raised CacheReplayClosureError."""
+    volume = make_synthetic(n_volumes=1, slices_per_volume=6, size=64, seed=6, lesion_fraction=1.0).images[..., 1]
+    data = nifti_bytes(volume, np.diag([0.9, 0.9, 3.0, 1.0]))
+    for session in range(2):  # the second AppTest is a new session (a second tab) of the same process
+        at = page("3_Segment")
+        at.get("file_uploader")[0].upload("scan.nii.gz", data, "application/gzip")
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert [m.value for m in at.metric if m.label == "Slices with lesion"]
+        by_label(at.slider, "Threshold").set_value(0.9).run()
+        assert not at.exception, [e.value for e in at.exception]
+        by_label(at.slider, "Overlay opacity").set_value(0.1).run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert any("threshold 0.90" in c for c in image_captions(at)), image_captions(at)
 
 
 def test_segment_several_files_names_the_bad_ones(with_run: Path) -> None:

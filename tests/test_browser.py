@@ -97,6 +97,12 @@ def page(browser) -> Iterator:
     context.close()
 
 
+def assert_no_exception(page) -> None:
+    """The page shows no Streamlit exception box."""
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    assert "Traceback" not in page.inner_text("body")
+
+
 def shot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
@@ -189,6 +195,23 @@ def test_demo_training_segmentation_and_comparison(server: str, page, browser, c
     written = nib.load(saved)
     assert written.shape == (64, 64, 12) and np.allclose(written.affine, affine)
     shot(page, "segment_volume")
+
+    # every sidebar slider re-runs the page on the stored result (it used to raise CacheReplayClosureError)
+    for label in ("Threshold", "Overlay opacity"):
+        knob = page.get_by_test_id("stSlider").filter(has_text=label).get_by_role("slider")
+        knob.focus()
+        knob.press("End")
+        expect(page.get_by_text(re.compile(r"^Slice \d+ of 12: lesion"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"threshold 0\.95"))).to_be_visible()
+    assert_no_exception(page)
+    # the same volume uploaded in a second tab is served from the store, with no error
+    second = page.context.new_page()
+    second.goto(f"{server}/Segment")
+    expect(second.get_by_text(summary)).to_be_visible(timeout=30_000)
+    second.locator("input[type=file]").set_input_files(str(nifti))
+    expect(second.get_by_text(re.compile(r"^Slice (\d+) of 12: lesion"))).to_be_visible(timeout=60_000)
+    assert_no_exception(second)
+    second.close()
 
     # Compare: the four levels (and the ensemble) evaluated on the run's validation split
     page.goto(f"{server}/Compare")
