@@ -14,7 +14,15 @@ from core.inference import Level, evaluate_loader, model_levels
 
 
 def split_ids(meta: dict[str, Any], split: str) -> list[str] | None:
-    """The checkpoint's ``"val"`` or ``"train"`` volume ids; None for ``"all"``."""
+    """The checkpoint's ``"val"`` or ``"train"`` volume ids; None for ``"all"``.
+
+    Example:
+        >>> split_ids({"split": {"train": ["p1"], "val": ["p2"]}}, "val"), split_ids({}, "all")
+        (['p2'], None)
+        >>> split_ids({}, "val")
+        Traceback (most recent call last):
+        core.data.errors.DataError: the checkpoint records no 'val' split; use --split all
+    """
     if split == "all":
         return None
     ids = (meta.get("split") or {}).get(split)
@@ -24,7 +32,15 @@ def split_ids(meta: dict[str, Any], split: str) -> list[str] | None:
 
 
 def select_split(slices: SliceSet, meta: dict[str, Any], split: str) -> SliceSet:
-    """``"all"`` slices, or the checkpoint's ``"val"`` (or ``"train"``) volumes."""
+    """``"all"`` slices, or the checkpoint's ``"val"`` (or ``"train"``) volumes.
+
+    Example:
+        >>> import numpy as np
+        >>> slices = SliceSet(np.zeros((3, 8, 8, 3), np.uint8), np.zeros((3, 8, 8), np.uint8),
+        ...                   volumes=["p1", "p1", "p2"], names=["a", "b", "c"])
+        >>> select_split(slices, {"split": {"val": ["p2"]}}, "val").names
+        ['c']
+    """
     ids = split_ids(meta, split)
     if ids is None:
         return slices
@@ -43,6 +59,20 @@ def evaluate_model(
 
     The result is what ``python -m core.evaluate --json`` writes; each level also lists the Dice
     of every volume (``volume_dice``) where the data has volumes.
+
+    Example (an untrained width-4 model on two 32x32 slices of one volume):
+        >>> import numpy as np
+        >>> from core.models import NestedUNet
+        >>> slices = SliceSet(np.zeros((2, 32, 32, 3), np.uint8), np.zeros((2, 32, 32), np.uint8),
+        ...                   volumes=["p1", "p1"], names=["a", "b"])
+        >>> meta = {"preprocessing": {"input_size": 32, "mean": [0.5] * 3, "std": [0.25] * 3}}
+        >>> result = evaluate_model(NestedUNet(base_width=4), meta, slices, levels=[1], timing_repeats=1)
+        >>> result["n_images"], result["n_volumes"], list(result["levels"])
+        (2, 1, ['1'])
+        >>> sorted(result["levels"]["1"])
+        ['dice', 'flops', 'iou', 'ms_per_image', 'params', 'volume_dice', 'volume_dice_mean', 'volume_dice_median']
+        >>> result["levels"]["1"]["params"], result["levels"]["1"]["flops"]
+        (1793, 2146304)
     """
     available = model_levels(model)
     levels = list(levels or available)
