@@ -12,7 +12,14 @@ import torch
 
 
 def binarize(probs: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
-    """``(N, C, H, W)`` probabilities -> ``(N, H, W)`` class indices (0/1 for ``C == 1``)."""
+    """``(N, C, H, W)`` probabilities -> ``(N, H, W)`` class indices (0/1 for ``C == 1``).
+
+    Example:
+        >>> binarize(torch.tensor([[[[0.7, 0.2]]]])).tolist()  # one channel: threshold 0.5
+        [[[1, 0]]]
+        >>> binarize(torch.tensor([[[[0.1, 0.6]], [[0.9, 0.4]]]])).tolist()  # two classes: arg-max
+        [[[1, 0]]]
+    """
     if probs.shape[1] == 1:
         return (probs[:, 0] >= threshold).long()
     return probs.argmax(dim=1)
@@ -22,6 +29,10 @@ def overlap_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int = 
     """Per image and foreground class: ``[intersection, |pred|, |truth|]`` -> ``(N, K, 3)``.
 
     ``pred`` and ``target`` are ``(N, H, W)`` class-index maps; ``K = max(1, num_classes - 1)``.
+
+    Example:
+        >>> overlap_counts(torch.tensor([[[1, 1], [0, 0]]]), torch.tensor([[[1, 0], [0, 0]]])).tolist()
+        [[[1.0, 2.0, 1.0]]]
     """
     if target.ndim == 4:
         target = target[:, 0]
@@ -59,7 +70,13 @@ def dice_score(pred: torch.Tensor, target: torch.Tensor, num_classes: int = 1) -
 
 
 def iou_score(pred: torch.Tensor, target: torch.Tensor, num_classes: int = 1) -> torch.Tensor:
-    """Per-image IoU of class-index maps, averaged over foreground classes -> ``(N,)``."""
+    """Per-image IoU of class-index maps, averaged over foreground classes -> ``(N,)``.
+
+    Example:
+        >>> pred = torch.tensor([[[1, 1], [0, 0]]]); truth = torch.tensor([[[1, 0], [0, 0]]])
+        >>> iou_score(pred, truth).tolist(), iou_score(truth * 0, truth * 0).tolist()  # 1 / 2; both empty
+        ([0.5], [1.0])
+    """
     return iou_from_counts(overlap_counts(pred, target, num_classes)).mean(1)
 
 

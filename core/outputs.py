@@ -17,7 +17,12 @@ SUFFIXES = (*VOLUME_SUFFIXES, *IMAGE_SUFFIXES)
 
 
 def png_bytes(image: np.ndarray) -> bytes:
-    """An RGB (H, W, 3) or grey (H, W) uint8 image as PNG bytes."""
+    """An RGB (H, W, 3) or grey (H, W) uint8 image as PNG bytes.
+
+    Example:
+        >>> png_bytes(np.zeros((2, 2), np.uint8))[:8]
+        b'\\x89PNG\\r\\n\\x1a\\n'
+    """
     bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
     ok, buffer = cv2.imencode(".png", bgr)
     if not ok:
@@ -26,7 +31,12 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 
 def zip_bytes(files: Mapping[str, bytes]) -> bytes:
-    """A zip archive holding ``{name: content}``."""
+    """A zip archive holding ``{name: content}``.
+
+    Example:
+        >>> zipfile.ZipFile(io.BytesIO(zip_bytes({"a.txt": b"hi"}))).read("a.txt")
+        b'hi'
+    """
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, content in files.items():
@@ -55,7 +65,12 @@ def _strip_suffix(part: str) -> str:
 
 
 def unique_stems(names: list[str]) -> list[str]:
-    """``output_stem`` of each name, made unique (``a``, ``a_2``, ...) so that outputs don't collide."""
+    """``output_stem`` of each name, made unique (``a``, ``a_2``, ...) so that outputs don't collide.
+
+    Example:
+        >>> unique_stems(["a.png", "b/a.png", "scans.zip/a.png"])
+        ['a', 'a_2', 'scans_a']
+    """
     used: set[str] = set()
     stems = []
     for name in names:

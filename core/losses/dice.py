@@ -7,7 +7,14 @@ from torch import nn
 
 
 def probabilities(logits: torch.Tensor) -> torch.Tensor:
-    """Sigmoid for one output channel, softmax over channels otherwise."""
+    """Sigmoid for one output channel, softmax over channels otherwise.
+
+    Example:
+        >>> probabilities(torch.zeros(1, 1, 1, 1)).flatten().tolist()  # sigmoid
+        [0.5]
+        >>> probabilities(torch.zeros(1, 2, 1, 1)).flatten().tolist()  # softmax over 2 classes
+        [0.5, 0.5]
+    """
     return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
 
 
@@ -15,6 +22,10 @@ def one_hot_target(target: torch.Tensor, num_classes: int) -> torch.Tensor:
     """``(N, H, W)`` or ``(N, 1, H, W)`` class indices -> ``(N, C, H, W)`` float one-hot.
 
     For ``num_classes == 1`` the target is taken as a 0/1 mask and returned as ``(N, 1, H, W)``.
+
+    Example:
+        >>> one_hot_target(torch.tensor([[[0, 2]]]), 3).tolist()
+        [[[[1.0, 0.0]], [[0.0, 0.0]], [[0.0, 1.0]]]]
     """
     if target.ndim == 4:
         target = target[:, 0]

@@ -30,6 +30,11 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
 
     Pads even by zero, without a branch on the size, so that an exported graph (ONNX, torch.export)
     stays valid for every input size.
+
+    Example:
+        >>> x, size = pad_to_multiple(torch.zeros(1, 3, 50, 70), 16)
+        >>> tuple(x.shape), size
+        ((1, 3, 64, 80), (50, 70))
     """
     h, w = x.shape[-2:]
     x = nn.functional.pad(x, (0, (-w) % multiple, 0, (-h) % multiple), mode="replicate")
@@ -37,5 +42,10 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
 
 
 def widths(base_width: int, depth: int) -> list[int]:
-    """Filter counts per resolution level: ``base_width * [1, 2, 4, ...]``."""
+    """Filter counts per resolution level: ``base_width * [1, 2, 4, ...]``.
+
+    Example:
+        >>> widths(4, 4)
+        [4, 8, 16, 32, 64]
+    """
     return [base_width * 2**i for i in range(depth + 1)]

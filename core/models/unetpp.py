@@ -98,6 +98,15 @@ class NestedUNet(nn.Module):
         """A standalone model holding only the parameters head ``x0_{level}`` uses.
 
         Its output equals ``self(x, level=level)``.
+
+        Example:
+            >>> model = NestedUNet(base_width=4).eval()
+            >>> pruned = model.prune(2)
+            >>> pruned.depth, pruned.levels, pruned.deep_supervision
+            (2, [2], False)
+            >>> x = torch.rand(1, 3, 32, 32)
+            >>> torch.allclose(pruned(x), model(x, level=2), atol=1e-6)
+            True
         """
         head = self.head(level)
         pruned = NestedUNet(self.in_channels, self.num_classes, self.base_width, False, level, self.pad_multiple)
