@@ -164,3 +164,65 @@ def test_unreadable_inputs_get_a_message_naming_the_file(name: str, data: bytes,
     with pytest.raises(DataError, match=message) as info:
         read_scan(name, data, 3)
     assert str(info.value).startswith(name)
+
+
+
+RIGHT_ANTERIOR, LEFT_POSTERIOR, SUPERIOR_RIGHT = 250, 150, 200  # 8-bit values are used as is
+
+
+def world_phantom(affine: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """A head phantom defined in RAS+ millimetres, sampled on the voxel grid of ``affine``.
+
+    An ellipsoid 'head' (value 40) with three markers of known place: right-anterior at z = 0,
+    left-posterior at z = 0, and one 12 mm superior, 12 mm to the patient's right of the midline.
+    """
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1).reshape(-1, 3)
+    xyz = ijk @ affine[:3, :3].T + affine[:3, 3]
+    volume = np.where(np.square(xyz / np.array([36.0, 44.0, 28.0])).sum(1) < 1, 40, 0)
+    for centre, value in (((20, 25, 0), RIGHT_ANTERIOR), ((-20, -25, 0), LEFT_POSTERIOR), ((12, 0, 12), SUPERIOR_RIGHT)):
+        volume = np.where(np.square(xyz - np.array(centre)).sum(1) < 6.5**2, value, volume)
+    return volume.reshape(shape).astype(np.uint8)
+
+
+def centroid(mask: np.ndarray) -> tuple[float, float]:
+    rows, cols = np.nonzero(mask)
+    assert len(rows), "marker not found"
+    return rows.mean(), cols.mean()
+
+
+ORIENTATIONS = {  # voxel -> RAS+ mm; each grid covers about -40..40 x -50..50 x -30..30 mm
+    "identity": np.eye(4),
+    "ras-2mm": np.array([[2.0, 0, 0, -40], [0, 2.0, 0, -50], [0, 0, 3.0, -30], [0, 0, 0, 1]]),
+    "lps": np.array([[-2.0, 0, 0, 40], [0, -2.0, 0, 50], [0, 0, 3.0, -30], [0, 0, 0, 1]]),
+    "permuted-flipped": np.array([[0.0, 0, -2.0, 40], [-2.0, 0, 0, 50], [0, 3.0, 0, -30], [0, 0, 0, 1]]),
+}
+
+
+@pytest.mark.parametrize("name", list(ORIENTATIONS))
+def test_nifti_axial_slices_are_shown_as_radiology_viewers_show_them(name: str) -> None:
+    """Anterior at the top, the patient's right on the image's left, inferior slices first."""
+    affine = ORIENTATIONS[name].copy()
+    if name == "identity":  # 1 mm voxels in RAS order, as a NIfTI saved with np.eye(4); shifted to hold the head
+        affine[:3, 3] = [-40, -50, -30]
+    extent = np.abs(np.linalg.inv(affine[:3, :3]) @ np.array([80.0, 100.0, 60.0]))
+    volume = world_phantom(affine, tuple(int(n) + 1 for n in np.ceil(extent)))
+    scan = read_scan("phantom.nii.gz", nifti_bytes(volume, affine), 1)
+    grey = scan.slices[..., 0]
+    h, w = grey.shape[1:]
+    assert (h, w) == ((101, 81) if name == "identity" else (51, 41))  # rows: posterior-anterior, cols: right-left
+
+    level = int(np.argmax((grey == RIGHT_ANTERIOR).sum((1, 2))))
+    row, col = centroid(grey[level] == RIGHT_ANTERIOR)
+    assert row < h / 2 and col < w / 2, f"right-anterior marker at row {row:.0f}, column {col:.0f} of {h}x{w}"
+    row, col = centroid(grey[level] == LEFT_POSTERIOR)
+    assert row > h / 2 and col > w / 2, f"left-posterior marker at row {row:.0f}, column {col:.0f} of {h}x{w}"
+    superior = [k for k in range(len(grey)) if (grey[k] == SUPERIOR_RIGHT).any()]
+    assert superior and min(superior) > level, "slices must go from inferior to superior"
+    _, col = centroid(grey[superior[len(superior) // 2]] == SUPERIOR_RIGHT)
+    assert col < w / 2
+
+    # the mask of the brightest marker goes back to the input's grid and affine
+    masks = grey == RIGHT_ANTERIOR
+    written = nib.Nifti1Image.from_bytes(gzip.decompress(scan.mask_nifti_bytes(masks)))
+    assert written.shape == volume.shape and np.allclose(written.affine, affine)
+    assert np.array_equal(np.asarray(written.dataobj) > 0, volume == RIGHT_ANTERIOR)

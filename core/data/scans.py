@@ -16,8 +16,12 @@ single-channel scan with its grey values copied into all three channels (``Scan.
 says so); a FLAIR series gives the closest match to training.
 
 Orientation: NIfTI volumes are shown and segmented as axial slices of the closest RAS+ orientation
-(``nibabel.as_closest_canonical``), anterior up; ``Scan.mask_volume`` puts a mask back into the
-input's own voxel order, so the written mask has the input's shape and affine.
+(``nibabel.as_closest_canonical``) in the radiological convention of clinical viewers: anterior at
+the top of the image and the patient's right on the image's left (as if looking up from the feet),
+slices ordered from inferior to superior. ``Scan.mask_volume`` puts a mask back into the input's own
+voxel order, so the written mask has the input's shape and affine. DICOM slices are shown as
+stored, which for the usual axial series (``ImageOrientationPatient`` 1,0,0,0,1,0) is the same
+convention.
 """
 from __future__ import annotations
 
@@ -71,7 +75,7 @@ class Scan:
         import nibabel as nib
 
         shape, transform = self._to_input
-        canonical = np.rot90(masks.transpose(1, 2, 0), k=-1, axes=(0, 1))  # undo the display rotation
+        canonical = masks.transpose(2, 1, 0)[::-1, ::-1, :]  # undo radiological_slices: (S, rows, cols) -> RAS+
         return np.ascontiguousarray(nib.orientations.apply_orientation(canonical, transform)).reshape(shape)
 
     def mask_nifti_bytes(self, masks: np.ndarray) -> bytes:
@@ -217,14 +221,22 @@ def _read_nifti(name: str, data: bytes, channels: int) -> Scan:
         volume = _to_uint8(volume)
     except DataError as err:
         raise DataError(f"{name}: {err}") from None
-    # axial slices of the RAS+ volume, rotated so that anterior is up: (S, rows, cols)
-    slices = np.rot90(volume, k=1, axes=(0, 1)).transpose(2, 0, 1)
+    slices = radiological_slices(volume)
     zooms = canonical.header.get_zooms()[:3]
     spacing = (float(zooms[1]), float(zooms[0]), float(zooms[2])) if all(z > 0 for z in zooms) else None
     sample = slices[0]
     stacked = np.stack([to_channels(s, channels, name) for s in slices])
     return Scan(name, "nifti", stacked, spacing, np.asarray(image.affine, dtype=np.float64),
                 note, _channels_note(sample, channels), (shape, transform))
+
+
+def radiological_slices(volume: np.ndarray) -> np.ndarray:
+    """A RAS+ volume ``(x, y, z)`` -> axial slices ``(z, rows, cols)`` as radiology viewers show them.
+
+    Row 0 is the most anterior voxel row and column 0 the patient's rightmost voxel column
+    (``slices[k, r, c] = volume[X-1-c, Y-1-r, k]``); slices go from inferior to superior.
+    """
+    return volume[::-1, ::-1].transpose(2, 1, 0)
 
 
 def _gunzip(name: str, data: bytes) -> bytes:
