@@ -21,10 +21,12 @@ RUN_METRICS = {  # label -> value of an epoch event
 
 
 def _layout(fig: go.Figure, title: str, height: int = 300, **kwargs: Any) -> go.Figure:
+    """Title on the first line, legend on the second at the left: Plotly's toolbar (top right) covers neither."""
     fig.update_layout(
-        title={"text": title, "font": {"size": 15}}, height=height, hovermode="x unified",
-        margin={"l": 10, "r": 10, "t": 40, "b": 10},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1}, **kwargs,
+        title={"text": title, "font": {"size": 15}, "x": 0, "xanchor": "left", "xref": "paper",
+               "y": 1, "yanchor": "top", "yref": "container", "pad": {"t": 8}},
+        height=height, hovermode="x unified", margin={"l": 10, "r": 10, "t": 62, "b": 10},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "left", "x": 0}, **kwargs,
     )
     return fig
 
@@ -104,7 +106,9 @@ def lr_figure(events: list[Event]) -> go.Figure:
     steps = _of(events, "step")
     fig = go.Figure(go.Scatter(x=global_steps(events), y=[e["lr"] for e in steps], mode="lines",
                                name="learning rate", line={"color": PRIMARY, "shape": "hv"}))
-    return _layout(fig, "Learning rate", xaxis_title="step", yaxis_type="log")
+    fig = _layout(fig, "Learning rate", xaxis_title="step", yaxis_type="log", showlegend=False)
+    fig.update_yaxes(tickformat=".0e", nticks=4, minor={"showgrid": False})  # one readable label per decade or so
+    return fig
 
 
 def runs_figure(histories: Mapping[str, list[Event]], metric: str) -> go.Figure:
@@ -124,11 +128,13 @@ def quality_latency_figure(rows: Mapping[str, Mapping[str, float]], metric: str,
     fig = go.Figure()
     largest = max(r["params"] for r in rows.values())
     for level, row in rows.items():
+        ensemble = level == "ens"  # as large and about as slow as the deepest head: a ring, labelled below it
         fig.add_trace(go.Scatter(
             x=[row["ms_per_image"]], y=[row[metric]], mode="markers+text", name=level_name(level),
-            text=[level_name(level)], textposition="bottom center" if level == "ens" else "top center",
-            marker={"size": 14 + 30 * np.sqrt(row["params"] / largest), "color": level_color(level),
-                    "line": {"width": 1, "color": "white"}},
+            text=[level_name(level)], textposition="bottom right" if ensemble else "top center",
+            marker={"size": (10 if ensemble else 14) + 30 * np.sqrt(row["params"] / largest),
+                    "color": "rgba(0, 0, 0, 0)" if ensemble else level_color(level),
+                    "line": {"width": 3, "color": level_color(level)} if ensemble else {"width": 1, "color": "white"}},
             hovertemplate=f"{level_name(level)}<br>%{{x:.2f}} ms per image<br>{metric_label} %{{y:.4f}}"
                           f"<br>{row['params']:,} parameters<extra></extra>",
         ))
@@ -152,15 +158,28 @@ def cost_figure(rows: Mapping[str, Mapping[str, float]]) -> go.Figure:
                    yaxis_title="% of the deepest head", yaxis_ticksuffix=" %")
 
 
-def probability_figure(prob: np.ndarray, title: str = "Lesion probability") -> go.Figure:
-    """A ``(H, W)`` probability map as a heatmap in image orientation."""
-    fig = go.Figure(go.Heatmap(z=prob, zmin=0, zmax=1, colorscale="Inferno",
-                               colorbar={"title": {"text": "p"}, "thickness": 12},
-                               hovertemplate="x %{x}, y %{y}<br>p = %{z:.3f}<extra></extra>"))
+PROBABILITY_SCALE = [  # transparent where p is low, so the anatomy shows through; opaque yellow at p = 1
+    [0.0, "rgba(40, 11, 84, 0)"], [0.1, "rgba(40, 11, 84, 0)"], [0.25, "rgba(120, 28, 109, 0.55)"],
+    [0.5, "rgba(237, 105, 37, 0.8)"], [1.0, "rgba(252, 255, 164, 0.95)"],
+]
+
+
+def probability_figure(prob: np.ndarray, image: np.ndarray | None = None, title: str = "Lesion probability") -> go.Figure:
+    """A ``(H, W)`` probability map over the grey anatomy ``image`` (``(H, W)`` or ``(H, W, C)`` uint8).
+
+    Probabilities under 0.1 are transparent, so an empty prediction shows the image itself.
+    """
+    fig = go.Figure()
+    if image is not None:
+        grey = image if image.ndim == 2 else image[..., min(1, image.shape[2] - 1)]
+        fig.add_trace(go.Image(z=np.repeat(grey[..., None], 3, axis=2), hoverinfo="skip"))
+    fig.add_trace(go.Heatmap(z=prob, zmin=0, zmax=1, colorscale=PROBABILITY_SCALE,
+                             colorbar={"title": {"text": "p"}, "thickness": 12},
+                             hovertemplate="x %{x}, y %{y}<br>p = %{z:.3f}<extra></extra>"))
     fig.update_yaxes(autorange="reversed", scaleanchor="x", visible=False)
     fig.update_xaxes(visible=False, constrain="domain")
-    fig.update_layout(hovermode="closest")
-    return _layout(fig, title, height=440)
+    fig.update_layout(hovermode="closest", plot_bgcolor="black")
+    return _layout(fig, f"{title} (max {float(prob.max()) if prob.size else 0.0:.2f})", height=440)
 
 
 def lesion_area_figure(rows: list[dict[str, Any]], current: int) -> go.Figure:

@@ -1,6 +1,7 @@
 """Per-level evaluation for the Compare page: run it with a progress bar, tabulate it, recommend a level."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -9,11 +10,13 @@ import streamlit as st
 import torch
 from torch import nn
 
-from app.checkpoints import inference_device
+from app.checkpoints import inference_device, load_model
+from app.compute import inference_turn
 from app.theme import level_name
+from core.complexity import count_flops, count_parameters, measure_latency
 from core.data import SliceSet
 from core.evaluation import evaluate_model
-from core.inference import normalize, predict_all, probabilities_to_mask
+from core.inference import model_levels, normalize, predict_all, probabilities_to_mask
 from core.metrics import dice_score
 
 TOLERANCE = 0.01  # one Dice point
@@ -30,6 +33,28 @@ def evaluate_with_progress(model: nn.Module, meta: dict[str, Any], slices: Slice
     result = evaluate_model(model, meta, slices, dtype=inference_device()[1], progress=report)
     bar.empty()
     return result
+
+
+TIMING_REPEATS = 10
+
+
+@st.cache_data(max_entries=8, show_spinner="Timing each level on this machine…")
+def measure_levels(checkpoint: str, mtime: float, repeats: int = TIMING_REPEATS) -> dict[str, dict[str, float]]:
+    """Parameters, FLOPs and latency (median ms of ``repeats`` single-image passes) of every level, measured here.
+
+    Needs no data: the passes run on random input at the checkpoint's input size. ``mtime`` keys the cache.
+    """
+    del mtime  # only part of the cache key
+    model, meta = load_model(Path(checkpoint))
+    size = meta["preprocessing"].get("input_size") or 256
+    dtype = inference_device()[1]
+    out = {}
+    for level in model_levels(model):
+        with inference_turn():  # timed alone: other sessions' passes would inflate it
+            ms = measure_latency(model, level, size, 1, dtype, repeats=repeats)
+        out[str(level)] = {"params": count_parameters(model, level), "flops": count_flops(model, level, size),
+                           "ms_per_image": ms}
+    return out
 
 
 def headline_metric(result: dict[str, Any]) -> tuple[str, str]:
@@ -75,7 +100,8 @@ def head_masks(
     pre = meta["preprocessing"]
     batch = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)[None])).to(device)
     x = normalize(batch, pre["mean"], pre["std"])
-    probs = predict_all(model, x, dtype)
+    with inference_turn():
+        probs = predict_all(model, x, dtype)
     return {str(k): probabilities_to_mask(p[0].cpu().numpy(), threshold) for k, p in probs.items() if k != "ens"}
 
 

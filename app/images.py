@@ -17,6 +17,15 @@ def foreground(probs: np.ndarray) -> np.ndarray:
     return probs[0] if probs.shape[0] == 1 else 1.0 - probs[0]
 
 
+def anatomy(image: np.ndarray) -> np.ndarray:
+    """An ``(H, W, C)`` uint8 image as grey RGB: the FLAIR channel (the 2nd of 3 in LGG slices), or the only one.
+
+    The colour composite of the three MRI channels shows a lesion in colour, which reads like a mask.
+    """
+    grey = image[..., 1] if image.shape[2] >= 3 else image[..., 0]
+    return np.repeat(grey[..., None], 3, axis=2)
+
+
 def overlay(image: np.ndarray, mask: np.ndarray, opacity: float = 0.45,
             color: tuple[int, int, int] = LESION_RGB) -> np.ndarray:
     """``image`` (H, W, C uint8) with ``mask > 0`` tinted by ``color`` and outlined."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -9,14 +10,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from app.checkpoints import inference_device, load_model
+from app.compute import inference_turn
 from core.data import DataError
 from core.data.scans import Scan, read_scans
 from core.inference import Level, lesion_masks, segment_images
 from core.lesions import slice_rows, volume_summary
 
+BATCH = 8  # slices per forward pass, and per turn on the processor
 TYPES = ["png", "jpg", "jpeg", "bmp", "tif", "tiff", "dcm", "nii", "gz", "zip"]
 
 
@@ -132,7 +136,9 @@ def probabilities(checkpoint: Path, level: Level, key: str, slices: np.ndarray,
     """
     def compute() -> np.ndarray:
         model, meta = load_model(checkpoint)
-        return segment_images(model, meta["preprocessing"], slices, level, inference_device()[1], progress=progress)
+        # sessions take turns batch by batch instead of oversubscribing the cores
+        return segment_images(model, meta["preprocessing"], slices, level, inference_device()[1], BATCH,
+                              progress, turn=inference_turn)
 
     return probability_store().get_or_compute((str(checkpoint), checkpoint.stat().st_mtime, level, key), compute)
 
@@ -143,3 +149,23 @@ def segment(checkpoint: Path, level: Level, key: str, scan: Scan, stem: str, thr
     probs = probabilities(checkpoint, level, key, scan.slices, progress)
     lesion, masks = lesion_masks(probs, threshold)
     return Result(scan, stem, lesion, masks)
+
+
+def natural_key(name: str) -> list:
+    """Sort key that orders numbers by value: ``slice_9`` before ``slice_10``."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+COLUMNS = {"file": "file", "kind": "kind", "slices": "slices", "lesion_voxels": "lesion pixels / voxels",
+           "lesion_ml": "lesion mL", "slices_with_lesion": "slices with lesion", "max_probability": "max probability"}
+
+
+def results_table(results: list[Result]) -> pd.DataFrame:
+    """One row per file, in natural name order, with readable headers; no mL column when no file has spacing."""
+    rows = sorted((r.summary for r in results), key=lambda row: natural_key(row["file"]))
+    table = pd.DataFrame(rows)[list(COLUMNS)].rename(columns=COLUMNS)
+    if table["lesion mL"].isna().all():
+        table = table.drop(columns="lesion mL")
+    if (table["slices"] == 1).all():
+        table = table.drop(columns=["slices", "slices with lesion"])
+    return table

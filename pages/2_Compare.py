@@ -1,7 +1,14 @@
-"""Compare page: quality, size and speed of each pruning level, a slice viewer and a recommendation."""
+"""Compare page: quality, size and speed of each pruning level, a slice viewer and a recommendation.
+
+Quality comes from two places, always named: the validation metrics stored in the checkpoint (the
+model's own held-out data, measured when it was saved) and evaluations run here on data the user
+picks. Latency is always measured on this machine. A level is recommended only from the model's
+own validation data, unless the user asks for a recommendation from other data.
+"""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 from torch import nn
@@ -9,52 +16,118 @@ from torch import nn
 from app.charts import cost_figure, quality_latency_figure
 from app.checkpoints import pick_checkpoint
 from app.data import load_split, resolve_source
-from app.evaluation import evaluate_with_progress, head_masks, headline_metric, recommend, results_table, slice_dice
-from app.images import agreement, disagreement_share, enlarge, overlay, truth_overlay
+from app.evaluation import (
+    TIMING_REPEATS, evaluate_with_progress, head_masks, headline_metric, measure_levels, recommend, results_table,
+    slice_dice,
+)
+from app.guidance import data_name, stored_levels, stored_metric, stored_source
+from app.images import agreement, anatomy, disagreement_share, enlarge, overlay, truth_overlay
 from app.layout import setup_page
 from app.state import session_cache
 from app.theme import level_name
 from core.data import SYNTHETIC, DataError, SliceSet
 
-OWN, DEMO, FOLDER = "The model's validation split", "Synthetic demo", "A data folder"
+OWN, DEMO, FOLDER = "The model's validation split", "Synthetic phantoms", "A data folder"
 NUMBER_FORMATS = {"parameters": "localized", "GFLOPs": "%.3f", "ms per image": "%.2f", "speed-up": "%.1f×",
                   "Dice": "%.4f", "IoU": "%.4f", "volume Dice": "%.4f"}
 
 
-def data_choice(meta: dict) -> tuple[str, str, tuple[str, ...]] | None:
-    """``(source, split, volumes)`` of the evaluation data the user picks, or None until a folder is given."""
+def recommendation(result: dict[str, Any], where: str) -> None:
+    """The smallest level within one Dice point of the deepest head, saying which data it comes from."""
+    best = recommend(result)
+    if best is None:
+        return
+    key, label = headline_metric(result)
+    rows = result["levels"]
+    deepest = str(max(int(k) for k in rows if k != "ens"))
+    r, d = rows[best], rows[deepest]
+    st.success(
+        f"**Use {level_name(best)}**, the smallest head within one Dice point (0.01) of {level_name(deepest)} "
+        f"{where}: {label} {r[key]:.3f} against {d[key]:.3f}, {d['ms_per_image'] / r['ms_per_image']:.1f}× faster "
+        f"here, {100 * r['params'] / d['params']:.0f} % of the parameters.")
+
+
+def stored_section(checkpoint: Path, meta: dict[str, Any]) -> None:
+    """The checkpoint's stored validation metrics per level, next to latency measured live here."""
+    st.subheader("Validation metrics stored in the checkpoint")
+    cost = measure_levels(str(checkpoint), checkpoint.stat().st_mtime)
+    levels = stored_levels(meta)
+    size = meta["preprocessing"].get("input_size") or 256
+    timing = (f"Parameters, GFLOPs and ms per image: measured on this machine now (median of {TIMING_REPEATS} "
+              f"single-image passes at {size}×{size}).")
+    if not levels:
+        st.caption(f"This checkpoint stores no validation metrics. {timing}")
+        st.dataframe(results_table({"levels": cost}), hide_index=True, width="stretch",
+                     column_config={c: st.column_config.NumberColumn(format=f) for c, f in NUMBER_FORMATS.items()
+                                    if c in ("parameters", "GFLOPs", "ms per image", "speed-up")})
+        return
+    rows = {k: {**{m: v for m, v in levels[k].items() if not m.startswith("n_")}, **cost[k]}
+            for k in cost if k in levels}
+    result = {"levels": rows}
+    source = stored_source(meta)
+    recommendation(result, f"on the model's own validation data ({source})")
+    st.caption(f"Dice, IoU and volume Dice: **{source}**, measured when the model was saved, not here. {timing}")
+    st.dataframe(results_table(result), hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(format=f) for c, f in NUMBER_FORMATS.items()})
+    key, label = stored_metric(rows)
+    left, right = st.columns(2)
+    left.plotly_chart(quality_latency_figure(rows, key, f"stored validation {label}"), key="stored_quality_latency")
+    right.plotly_chart(cost_figure(rows), key="stored_cost")
+
+
+def data_choice(meta: dict) -> tuple[str, str, tuple[str, ...], str] | None:
+    """``(source, split, volumes, description)`` of the data the user picks, or None until a folder is given."""
     split = meta.get("split") or {}
     own = resolve_source(split["data"]) if split.get("data") and split.get("val") else None
     options = ([OWN] if own == SYNTHETIC or (own and Path(own).exists()) else []) + [DEMO, FOLDER]
-    own_name = "synthetic demo" if own == SYNTHETIC else Path(str(own)).name
     choice = st.radio("Evaluation data", options, horizontal=True, captions=[
-        *([f"{len(split['val'])} held-out volumes of {own_name}"] if OWN in options else []),
+        *([f"{len(split['val'])} held-out volumes of {data_name(own)}"] if OWN in options else []),
         "generated brain-like phantoms, every slice", "kaggle_3m or images/ + masks/, every slice",
     ])
     if own and OWN not in options:
-        st.caption(f"The model's own data ({own}) is not on this machine.")
+        st.caption(f"The model's own data ({own}) is not on this machine, so its validation split cannot be "
+                   "re-evaluated here; the stored metrics above are its results on it.")
     if choice == OWN:
-        return own, "val", tuple(split["val"])
+        return own, "val", tuple(split["val"]), f"the model's own held-out validation split ({data_name(own)})"
     if choice == DEMO:
-        return SYNTHETIC, "all", ()
+        return SYNTHETIC, "all", (), "synthetic phantoms (generated brain-like images, every slice)"
     path = st.text_input("Data folder", placeholder="e.g. data/kaggle_3m")
-    return (resolve_source(path, Path.cwd()), "all", ()) if path.strip() else None
+    if not path.strip():
+        return None
+    source = resolve_source(path, Path.cwd())
+    return source, "all", (), f"every slice of {source}"
 
 
-def show_results(result: dict) -> None:
-    """Recommendation, table and quality-latency chart of an evaluation."""
+def trained_on(meta: dict) -> str | None:
+    """The data source the model was trained on (resolved), if recorded."""
+    data = (meta.get("split") or {}).get("data") or (meta.get("train_config") or {}).get("data")
+    return resolve_source(data) if data else None
+
+
+def other_data_note(meta: dict, source: str, split: str) -> str:
+    """What results on data other than the model's held-out split mean."""
+    own = trained_on(meta)
+    if own == source:
+        return (f"This is the data the model was trained on ({data_name(own)}), every slice, including the "
+                "training patients: the scores are optimistic.")
+    return (f"The model was trained on {data_name(own)}, not on this data: these scores say how it does here, "
+            "not how good each level is on its own kind of images.")
+
+
+def show_results(result: dict, description: str, own: bool, note: str) -> None:
+    """Recommendation (own data, or if asked), table and quality-latency chart of an evaluation."""
     key, label = headline_metric(result)
     rows = result["levels"]
-    best = recommend(result)
-    if best is not None:
-        deepest = str(max(int(k) for k in rows if k != "ens"))
-        r, d = rows[best], rows[deepest]
-        st.success(
-            f"**Use {level_name(best)}**, the smallest head within one Dice point (0.01) of {level_name(deepest)}: "
-            f"{label} {r[key]:.3f} against {d[key]:.3f}, {d['ms_per_image'] / r['ms_per_image']:.1f}× faster, "
-            f"{100 * r['params'] / d['params']:.0f} % of the parameters.", icon=":material/recommend:")
     counts = f"{result['n_images']} images" + (f" of {result['n_volumes']} volumes" if "n_volumes" in result else "")
-    st.caption(f"Evaluated on {counts}; latency is the median of 10 single-image passes on this machine.")
+    st.markdown(f"**Results on {description}**: {counts}.")
+    if own:
+        recommendation(result, "on the model's own validation data, evaluated here")
+    else:
+        st.caption(note)
+        if st.toggle("Recommend a level from these results", value=False,
+                     help="Off by default: a level that suffices on other data may not suffice on the model's own"):
+            recommendation(result, f"on {description}")
+    st.caption(f"Latency is the median of {TIMING_REPEATS} single-image passes on this machine.")
     st.dataframe(results_table(result), hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(format=f) for c, f in NUMBER_FORMATS.items()})
     left, right = st.columns(2)
@@ -69,39 +142,43 @@ def slice_viewer(model: nn.Module, meta: dict, slices: SliceSet) -> None:
     indices = [i for i in range(len(slices)) if slices.positive[i] or not only_lesions]
     index = st.selectbox("Slice", indices, format_func=lambda i: slices.names[i])
     image, truth = slices.images[index], slices.masks[index]
+    grey = anatomy(image)  # the FLAIR channel in grey: the colour composite shows the lesion like a mask would
     masks = head_masks(model, meta, image)
-    pictures = [("Input", image), ("Ground truth", truth_overlay(image, truth))]
-    pictures += [(f"{level_name(k)} · Dice {slice_dice(m, truth):.3f}", overlay(image, m)) for k, m in masks.items()]
+    pictures = [("Input (FLAIR channel)" if image.shape[2] == 3 else "Input", grey),
+                ("Ground truth", truth_overlay(grey, truth))]
+    pictures += [(f"{level_name(k)} · Dice {slice_dice(m, truth):.3f}", overlay(grey, m)) for k, m in masks.items()]
     if len(masks) > 1:
         share = disagreement_share(list(masks.values()))
-        pictures.append((f"Disagreement · {100 * share:.2f} % of pixels", agreement(image, list(masks.values()))))
+        pictures.append((f"Disagreement · {100 * share:.2f} % of pixels", agreement(grey, list(masks.values()))))
     for col, (caption, picture) in zip(st.columns(len(pictures)), pictures):
         col.image(enlarge(picture), caption=caption, width="stretch")
-    if len(masks) > 1:
-        st.caption("Disagreement: teal where every head marks lesion; yellow, orange, red where only 1, 2 or 3 do.")
+    st.caption("Green: ground truth; red: each head's mask (threshold 0.5). "
+               + ("Disagreement: teal where every head marks lesion; yellow, orange, red where only 1, 2 or 3 do."
+                  if len(masks) > 1 else ""))
 
 
 setup_page("Compare")
 st.title("Compare levels")
 checkpoint, model, meta = pick_checkpoint()
 pre = meta["preprocessing"]
+stored_section(checkpoint, meta)
+st.divider()
+st.subheader("Evaluate on data")
 chosen = data_choice(meta)
 if chosen is None:
     st.stop()
-source, split, volumes = chosen
+source, split, volumes, description = chosen
 key = (str(checkpoint), checkpoint.stat().st_mtime, source, split, volumes)
 results = session_cache("evaluations")
 try:
     slices = load_split(source, pre.get("input_size"), model.in_channels, model.num_classes, split, volumes)
 except DataError as err:
-    st.error(str(err), icon=":material/error:")
+    st.error(str(err))
     st.stop()
-if st.button(f"Evaluate every level on {len(slices)} images", type="primary", icon=":material/speed:",
-             disabled=key in results):
+if st.button(f"Evaluate every level on {len(slices)} images", type="primary", disabled=key in results):
     results[key] = evaluate_with_progress(model, meta, slices)
 if key not in results:
-    st.info("Evaluating segments every image with all heads and times each level on this machine.",
-            icon=":material/info:")
+    st.caption(f"Evaluating segments every image of {description} with all heads and times each level here.")
     st.stop()
-show_results(results[key])
+show_results(results[key], description, split == "val", other_data_note(meta, source, split))
 slice_viewer(model, meta, slices)

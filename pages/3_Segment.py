@@ -1,14 +1,14 @@
 """Segment page: upload images or scans (DICOM, NIfTI, TIFF stacks), view the lesion per slice, download results."""
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from app.charts import lesion_area_figure, probability_figure
 from app.checkpoints import pick_checkpoint
+from app.guidance import input_differences, level_quality
 from app.images import enlarge, overlay, shrink
 from app.layout import setup_page
-from app.segmentation import TYPES, Result, digest, read_upload, segment, upload_limit_mb
+from app.segmentation import TYPES, Result, digest, read_upload, results_table, segment, upload_limit_mb
 from app.state import LEVEL, persistent_selectbox
 from app.theme import level_name
 from core.data import DataError
@@ -29,6 +29,9 @@ with st.sidebar:
                                  help="L1 is the smallest and fastest head, L4 the deepest; ensemble averages all")
     threshold = st.slider("Threshold", 0.05, 0.95, 0.5, 0.05, help="Probability from which a pixel counts as lesion")
     opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05)
+    quality = level_quality(meta, level)
+    if quality is not None:
+        (st.warning if quality.weak else st.caption)(quality.sentence())
 
 limits = (f"Up to {upload_limit_mb()} MB per file, {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels per image and "
           f"{MAX_VOXELS / 1e6:.0f} million voxels per volume.")
@@ -71,13 +74,24 @@ if bar is not None:
     bar.empty()
 
 
+def input_notes(r: Result) -> None:
+    """How this input differs from the training data, and a hint when a weak level finds nothing."""
+    differences = input_differences(r.scan, meta)
+    if differences:
+        st.warning(f"{r.scan.name} differs from the model's training data: " + "; ".join(differences) + ".")
+    if quality is not None and quality.weak and r.summary["lesion_voxels"] == 0:
+        st.info(f"No lesion found at {level_name(level)} (max probability {r.summary['max_probability']:.2f}). "
+                f"{quality.sentence()} Try {level_name(quality.deepest)} before concluding there is none.")
+
+
 def show_image(r: Result) -> None:
     """A 2D upload: overlay, probability map, lesion area, downloads."""
     st.subheader(r.scan.name)
     picture = overlay(r.scan.slices[0], r.masks[0], opacity)
     left, right = st.columns(2)
     left.image(enlarge(picture), width="stretch", caption=f"{level_name(level)} at threshold {threshold:.2f}, lesion in red")
-    right.plotly_chart(probability_figure(shrink(r.lesion[0], 256)), key=f"heatmap_{r.stem}")
+    right.plotly_chart(probability_figure(shrink(r.lesion[0], 256), shrink(r.scan.slices[0], 256)),
+                       key=f"heatmap_{r.stem}")
     cols = st.columns(4)
     pixels = int((r.masks[0] > 0).sum())
     cols[0].metric("Lesion area", f"{pixels:,} px")
@@ -87,6 +101,7 @@ def show_image(r: Result) -> None:
                             icon=":material/download:", on_click="ignore", key=f"{kind}_{r.stem}")
     if r.scan.channels_note:
         st.caption(r.scan.channels_note)
+    input_notes(r)
 
 
 @st.fragment
@@ -98,6 +113,7 @@ def show_volume(r: Result) -> None:
     h, w = scan.slices.shape[1:3]
     st.caption(f"{scan.kind}, {len(scan.slices)} slices of {w}×{h}, voxel {spacing}. Intensity: "
                f"{scan.intensity_note}." + (f" Channels: {scan.channels_note}." if scan.channels_note else ""))
+    input_notes(r)
     cols = st.columns(4)
     cols[0].metric("Lesion voxels", f"{summary['lesion_voxels']:,}")
     cols[1].metric("Lesion volume", f"{summary['lesion_ml']:.2f} mL" if summary["lesion_ml"] is not None else "n/a",
@@ -125,12 +141,11 @@ def show_volume(r: Result) -> None:
 
 if len(results) > 1:
     st.subheader(f"{len(results)} files")
-    table = pd.DataFrame([r.summary for r in results])[
-        ["file", "kind", "slices", "lesion_voxels", "lesion_ml", "slices_with_lesion", "max_probability"]]
+    table = results_table(results)
     st.dataframe(table, hide_index=True, width="stretch", column_config={
-        "lesion_voxels": st.column_config.NumberColumn("lesion pixels / voxels", format="%d"),
-        "lesion_ml": st.column_config.NumberColumn("lesion mL", format="%.2f"),
-        "max_probability": st.column_config.ProgressColumn("max probability", min_value=0.0, max_value=1.0, format="%.2f"),
+        "lesion pixels / voxels": st.column_config.NumberColumn(format="%d"),
+        "lesion mL": st.column_config.NumberColumn(format="%.2f", help="Empty where the file has no voxel spacing"),
+        "max probability": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="%.2f"),
     })
     files: dict[str, bytes] = {"summary.csv": csv_text([r.summary for r in results]).encode()}
     for r in results:

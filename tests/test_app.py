@@ -211,20 +211,60 @@ def test_train_page_stops_and_resumes_a_run(studio: Path) -> None:
 # -- Compare -----------------------------------------------------------------------------------
 def test_compare_shows_every_level(with_run: Path) -> None:
     at = page("2_Compare")
+    # first, with no evaluation: the checkpoint's stored validation metrics next to latency measured here
+    assert "stored in the checkpoint" in texts(at.caption) and "measured on this machine now" in texts(at.caption)
+    stored = at.dataframe[0].value
+    assert list(stored["level"]) == ["L1", "L2", "L3", "L4", "ensemble"] and (stored["ms per image"] > 0).all()
+    assert chart_titles(at) == ["stored validation volume Dice against latency", "Cost against L4"]
+    assert "own validation data (stored in the checkpoint" in texts(at.success)
+
     assert by_label(at.radio, "Evaluation data").value == "The model's validation split"
     next(b for b in at.button if b.label.startswith("Evaluate every level")).click().run()
     assert not at.exception, [e.value for e in at.exception]
-    table = at.dataframe[0].value
+    table = at.dataframe[1].value
     assert list(table["level"]) == ["L1", "L2", "L3", "L4", "ensemble"]
     assert (table["ms per image"] > 0).all() and table["parameters"].is_monotonic_increasing
-    assert "Use L" in texts(at.success)
-    assert chart_titles(at) == ["volume Dice against latency", "Cost against L4"]
+    assert "Results on the model's own held-out validation split (synthetic phantoms)" in texts(at.markdown)
+    assert "own validation data, evaluated here" in texts(at.success)
+    assert chart_titles(at)[2:] == ["volume Dice against latency", "Cost against L4"]
     captions = image_captions(at)
-    assert captions[:2] == ["Input", "Ground truth"]
+    assert captions[:2] == ["Input (FLAIR channel)", "Ground truth"]
     assert [c.split(" ·")[0] for c in captions[2:]] == ["L1", "L2", "L3", "L4", "Disagreement"]
+    by_label(at.radio, "Evaluation data").set_value("Synthetic phantoms").run()
+    assert "192 images" in next(b.label for b in at.button if b.label.startswith("Evaluate"))
 
-    by_label(at.radio, "Evaluation data").set_value("Synthetic demo").run()
-    assert "192 images" in at.button[0].label
+
+def test_compare_on_a_machine_without_the_models_data(with_run: Path, tmp_path: Path) -> None:
+    """A fresh machine: the model's data folder is absent. Stored metrics are shown and named, no
+    recommendation is made from other data unless asked, and other data is named as such."""
+    checkpoint = torch.load(with_run / "best.pt", weights_only=True)
+    checkpoint["split"]["data"] = str(tmp_path / "kaggle_3m")  # trained on a folder this machine lacks
+    checkpoint["train_config"]["data"] = str(tmp_path / "kaggle_3m")
+    torch.save(checkpoint, tmp_path / "shipped.pt")  # installed as the shipped model, which pages pick first
+    try:
+        at = page("2_Compare")
+        assert by_label(at.selectbox, "Model").value == str(tmp_path / "shipped.pt")
+        assert "of kaggle_3m at epoch" in texts(at.caption)  # the stored metrics name their data
+        radio = by_label(at.radio, "Evaluation data")
+        assert radio.options == ["Synthetic phantoms", "A data folder"] and radio.value == "Synthetic phantoms"
+        assert "is not on this machine" in texts(at.caption)
+        next(b for b in at.button if b.label.startswith("Evaluate every level")).click().run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert "Results on synthetic phantoms" in texts(at.markdown)
+        assert "trained on kaggle_3m, not on this data" in texts(at.caption)
+        assert not [s for s in at.success if "synthetic" in str(s.value)]  # no recommendation from other data...
+        by_label(at.toggle, "Recommend a level from these results").set_value(True).run()
+        assert "on synthetic phantoms" in texts(at.success)  # ...unless the user asks
+    finally:
+        (tmp_path / "shipped.pt").unlink()
+
+
+def test_compare_slice_viewer_input_is_grey() -> None:
+    from app.images import anatomy
+    image = np.zeros((4, 4, 3), np.uint8)
+    image[..., 0], image[..., 1], image[..., 2] = 10, 200, 30
+    grey = anatomy(image)
+    assert grey.shape == (4, 4, 3) and (grey == 200).all()  # the FLAIR channel, no colour
 
 
 # -- Segment -----------------------------------------------------------------------------------
@@ -289,7 +329,7 @@ def test_segment_several_files_names_the_bad_ones(with_run: Path) -> None:
     assert "notes.png: not a readable image" in errors
     assert "empty.tif: the file is empty" in errors
     assert "huge.png: 5001×5001 pixels is over the limit" in errors
-    assert list(at.dataframe[0].value["file"]) == ["a.png", "a.jpg"]
+    assert list(at.dataframe[0].value["file"]) == ["a.jpg", "a.png"]  # natural name order
     labels = [b.label for b in at.get("download_button")]
     assert labels[0] == "Download all masks (2 files, zip)"
     assert labels.count("Mask PNG") == 2
