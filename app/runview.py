@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import time
+
 import streamlit as st
 
 from app.charts import epoch_loss_figure, lr_figure, quality_figure, step_loss_figure
@@ -14,7 +16,7 @@ from core.runs import RunError, RunInfo, describe, launch, log_tail, progress, r
 from core.training.config import TrainConfig
 from core.training.history import Event
 
-POLL_SECONDS = 2.0
+POLL_SECONDS = 3.0  # a redraw costs the server and the browser CPU that a small machine's training needs
 RESUMABLE = ("stopped", "time_limit", "failed")  # statuses with epochs left to train
 STATUS = {
     "running": ("training", ":material/directions_run:"),
@@ -36,26 +38,69 @@ def format_duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-def status_text(run: RunInfo) -> str:
-    """``"completed · epoch 5/5 · best score 0.912 (epoch 5)"``."""
+def score_name(events: list[Event]) -> str:
+    """What a run's score (the one ``best.pt`` keeps) is: ``"volume Dice"`` where the data has volumes, else ``"Dice"``."""
+    epochs = [e for e in events if e.get("event") == "epoch"]
+    return "volume Dice" if epochs and epochs[-1]["val"].get("volume_dice_mean") is not None else "Dice"
+
+
+def status_text(run: RunInfo, events: list[Event] | None = None) -> str:
+    """``"completed · epoch 5/5 · best volume Dice 0.912 (epoch 5)"``."""
     parts = [STATUS[run.status][0]]
     if run.epochs:
         parts.append(f"epoch {run.epoch}/{run.epochs}")
     if run.best_score is not None:
-        parts.append(f"best score {run.best_score:.3f} (epoch {run.best_epoch})")
+        parts.append(f"best {score_name(events or [])} {run.best_score:.3f} (epoch {run.best_epoch})")
     return " · ".join(parts)
 
 
+def training_seconds(events: list[Event], alive: bool, now: float | None = None) -> float:
+    """Time spent training over every start and resume of a run (a resume does not restart the clock)."""
+    total, start, last = 0.0, None, None
+    for event in events:
+        if event.get("event") in ("start", "resume"):
+            if start is not None and last is not None:
+                total += max(0.0, last - start)
+            start = event["time"]
+        last = event.get("time", last)
+    if start is not None:
+        end = (time.time() if now is None else now) if alive else last
+        total += max(0.0, end - start)
+    return total
+
+
+def progress_line(events: list[Event], alive: bool, now: float | None = None) -> tuple[float, str] | None:
+    """``(fraction of all epochs done, text)`` for the progress bar; None before the run starts."""
+    starts = [e for e in events if e.get("event") in ("start", "resume")]
+    if not starts:
+        return None
+    epochs, steps = starts[-1]["epochs"], starts[-1]["steps_per_epoch"]
+    done = max((e["epoch"] for e in events if e.get("event") == "epoch"), default=0)
+    session = events[max(i for i, e in enumerate(events) if e.get("event") in ("start", "resume")):]
+    step = max((e["step"] for e in session if e.get("event") == "step" and e["epoch"] == done + 1), default=0)
+    elapsed = format_duration(training_seconds(events, alive, now))
+    end = events[-1] if events[-1].get("event") == "end" else None
+    if alive:
+        text = f"Epoch {min(done + 1, epochs)}/{epochs} · step {step}/{steps} · {elapsed} elapsed"
+        p = progress(events, now)
+        if p is not None and p.eta is not None and step:
+            text += f" · about {format_duration(p.eta)} left"
+        return min(1.0, (done + step / steps) / epochs), text
+    if end is not None and end.get("reason") in ("completed", "early_stopping"):
+        return done / epochs if end["reason"] != "completed" else 1.0, f"{done} of {epochs} epochs in {elapsed}"
+    text = f"Stopped after epoch {done} of {epochs} ({elapsed} of training)"
+    if step:
+        text += f"; epoch {done + 1} had reached step {step}/{steps}: Resume trains it again from its start"
+    return done / epochs, text
+
+
 def _progress_bar(events: list[Event], alive: bool) -> None:
-    p = progress(events)
-    if p is None:
+    line = progress_line(events, alive)
+    if line is None:
         if alive:
             st.progress(0.0, text="Starting: loading the data and building the model…")
         return
-    text = f"Epoch {p.epoch}/{p.epochs} · step {p.step}/{p.steps} · {format_duration(p.elapsed)} elapsed"
-    if alive and p.eta is not None:
-        text += f" · about {format_duration(p.eta)} left"
-    st.progress(p.fraction, text=text)
+    st.progress(*line)
 
 
 def _metrics(events: list[Event]) -> None:
@@ -67,13 +112,18 @@ def _metrics(events: list[Event]) -> None:
     cols = st.columns(4)
     trend = len(epochs) > 1
     cols[0].metric("Validation Dice", f"{dice[-1]:.3f}", f"{dice[-1] - dice[-2]:+.3f}" if trend else None,
-                   chart_data=dice if trend else None, help="Of the deepest head, mean over validation slices")
+                   chart_data=dice if trend else None,
+                   help="Of the deepest head, mean over validation slices (an empty slice predicted empty scores 1)")
     cols[1].metric("Validation IoU", f"{iou[-1]:.3f}", f"{iou[-1] - iou[-2]:+.3f}" if trend else None,
                    chart_data=iou if trend else None)
     if scored:
         best = max(scored, key=lambda e: e["score"])
-        cols[2].metric(f"Best score (epoch {best['epoch']})", f"{best['score']:.3f}",
-                       help="What best.pt maximises: volume Dice where the data has volumes (patients), else Dice")
+        name = score_name(events)
+        cols[2].metric(
+            f"Best {name} (epoch {best['epoch']})", f"{best['score']:.3f}",
+            help="What best.pt keeps. Volume Dice stacks each patient's slices into one volume and averages over "
+                 "patients; it is usually lower than the per-slice Dice beside it, which counts every empty slice "
+                 "predicted empty as a perfect 1." if name == "volume Dice" else "What best.pt keeps")
     cols[3].metric("Learning rate", f"{last['lr']:.1e}")
 
 
@@ -142,7 +192,7 @@ def render_run(path: Path) -> RunInfo:
     """Everything about the run in ``path`` as it is now; returns its current state."""
     events = read_run_history(path)
     run = describe(path, events=events)
-    st.markdown(f"{STATUS[run.status][1]} **{run.name}**: {status_text(run)}")
+    st.markdown(f"{STATUS[run.status][1]} **{run.name}**: {status_text(run, events)}")
     controls(run)
     _progress_bar(events, run.alive)
     if run.status == "failed":

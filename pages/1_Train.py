@@ -1,6 +1,7 @@
 """Train page: start a training process, watch it live, stop or resume it, and compare runs."""
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -38,21 +39,40 @@ def data_source(label: str, path: str) -> str:
     if SOURCES[label] is None:
         return SYNTHETIC
     check, expected = SOURCES[label]
+    if not path.strip():
+        raise ValueError("Data folder: enter the folder that holds the data")
     data = resolve_source(path, Path.cwd())
+    if not Path(data).exists():
+        raise ValueError(f"{path}: no such folder")
+    if not Path(data).is_dir():
+        raise ValueError(f"{path}: not a folder")
     if not check(Path(data)):
         raise ValueError(f"{path}: not {expected}")
     return data
 
 
+def training_threads(running: int) -> int:
+    """Torch threads for a run started here: the cores less one, shared with the runs already training.
+
+    The core left free serves this page and the browser that watches it: on a 2-core machine, two
+    training threads that keep losing a core to the page's redraws wait on each other and crawl.
+    """
+    return max(1, ((os.cpu_count() or 1) - 1) // (running + 1))
+
+
 def new_run_form(expanded: bool) -> None:
     """The form that launches ``python -m core.train`` into ``runs/NAME``."""
     st.session_state.setdefault(NEW_NAME, fresh_name())
-    with st.expander("New training run", expanded=expanded, icon=":material/add_circle:"), st.form("new_run"):
-        top = st.columns([2, 3, 3])
+    with st.expander("New training run", expanded=expanded, icon=":material/add_circle:"):
+        top = st.columns([2, 3, 3])  # outside the form, so that the folder box follows the data choice at once
         name = top[0].text_input("Run name", key=NEW_NAME, help="The folder under runs/ that holds the run")
         source = top[1].selectbox("Data", list(SOURCES))
-        path = top[2].text_input("Data folder", placeholder="e.g. data/kaggle_3m",
+        synthetic = SOURCES[source] is None
+        path = top[2].text_input("Data folder", placeholder="not needed: generated on the fly" if synthetic
+                                 else "e.g. data/kaggle_3m", disabled=synthetic,
                                  help="For the folder sources: kaggle_3m/<patient>/*.tif, or images/ + masks/")
+        form = st.form("new_run")
+    with form:
         a, b, c, d = st.columns(4)
         arch = a.selectbox("Architecture", list(ARCHS))
         width = b.number_input("Width", 2, 64, 8, help="Filters of the first level (UNet++ paper: 32)")
@@ -68,8 +88,10 @@ def new_run_form(expanded: bool) -> None:
         return
     try:
         folder = run_folder(name)
+        running = sum(r.alive for r in list_runs())
         config = TrainConfig(data=data_source(source, path), arch=ARCHS[arch], width=width, deep_supervision=deep,
-                             epochs=epochs, batch_size=batch, lr=lr, size=size, alpha=alpha)
+                             epochs=epochs, batch_size=batch, lr=lr, size=size, alpha=alpha,
+                             threads=training_threads(running))
         launch(folder, config)
     except (ValueError, RunError) as err:
         st.error(str(err))
@@ -96,7 +118,9 @@ def runs_overview(runs: list[RunInfo]) -> None:
     """Every run in a table, and chosen runs overlaid on one chart."""
     st.subheader("All runs")
     st.dataframe(pd.DataFrame([run_row(r) for r in runs]), hide_index=True, width="stretch",
-                 column_config={"best score": st.column_config.NumberColumn(format="%.3f")})
+                 column_config={"best score": st.column_config.NumberColumn(
+                     format="%.3f", help="What best.pt keeps: validation volume Dice where the data has volumes, "
+                                         "else Dice")})
     names = [r.name for r in runs]
     left, right = st.columns([3, 1])
     chosen = left.multiselect("Overlay runs", names, default=names[: min(3, len(names))])

@@ -145,14 +145,20 @@ def test_train_form_offers_every_option(studio: Path) -> None:
     assert by_label(at.slider, "Loss alpha").value == 0.5
     assert by_label(at.number_input, "Width").value == 8 and by_label(at.number_input, "Input size").value == 64
     assert by_label(at.number_input, "Epochs").value == 10
+    assert by_label(at.text_input, "Data folder").disabled  # synthetic data needs no folder
+    by_label(at.selectbox, "Data").set_value("Kaggle LGG folder (kaggle_3m)").run()
+    assert not by_label(at.text_input, "Data folder").disabled
 
 
 def test_train_rejects_a_wrong_folder_and_a_bad_name(studio: Path) -> None:
     at = page("1_Train")
-    by_label(at.selectbox, "Data").set_value("Kaggle LGG folder (kaggle_3m)")
+    by_label(at.selectbox, "Data").set_value("Kaggle LGG folder (kaggle_3m)").run()
     by_label(at.text_input, "Data folder").set_value(str(studio / "nowhere"))
     at.button[0].click().run()
-    assert f"{studio / 'nowhere'}: not a Kaggle LGG folder" in texts(at.error)
+    assert f"{studio / 'nowhere'}: no such folder" in texts(at.error)
+    by_label(at.text_input, "Data folder").set_value(str(studio))
+    at.button[0].click().run()
+    assert f"{studio}: not a Kaggle LGG folder" in texts(at.error)
     by_label(at.text_input, "Run name").set_value("../escape")
     at.button[0].click().run()
     assert "not a usable run name" in texts(at.error)
@@ -162,7 +168,7 @@ def test_train_rejects_a_wrong_folder_and_a_bad_name(studio: Path) -> None:
 def test_train_page_runs_a_training_to_the_end(studio: Path, lgg_folder: Path) -> None:
     at = page("1_Train")
     by_label(at.text_input, "Run name").set_value("apptest")
-    by_label(at.selectbox, "Data").set_value("Kaggle LGG folder (kaggle_3m)")
+    by_label(at.selectbox, "Data").set_value("Kaggle LGG folder (kaggle_3m)").run()
     by_label(at.text_input, "Data folder").set_value(str(lgg_folder))
     by_label(at.number_input, "Width").set_value(4)
     by_label(at.number_input, "Input size").set_value(32)
@@ -206,6 +212,30 @@ def test_train_page_stops_and_resumes_a_run(studio: Path) -> None:
     wait_for(at, lambda: "stopped ·" in texts(at.markdown), "the resumed run to stop")
     assert [e["event"] for e in read_run_history(run) if e["event"] in ("start", "resume", "end")] == [
         "start", "end", "resume", "end"]
+
+
+def test_train_progress_counts_every_session_and_says_where_a_stop_left_off() -> None:
+    from app.runview import progress_line, score_name, training_seconds
+
+    def step(epoch: int, n: int, t: float) -> dict:
+        return {"event": "step", "epoch": epoch, "step": n, "steps": 20, "loss": 0.5, "lr": 1e-3, "time": t}
+
+    val = {"dice": 0.8, "iou": 0.7, "volume_dice_mean": 0.6}
+    events = [{"event": "start", "epoch": 0, "epochs": 10, "steps_per_epoch": 20, "time": 0.0},
+              *[step(1, n, n) for n in range(1, 21)], {"event": "epoch", "epoch": 1, "val": val, "time": 21.0},
+              *[step(2, n, 21 + n) for n in range(1, 20)], {"event": "end", "reason": "stopped", "epoch": 1, "time": 41.0}]
+    fraction, text = progress_line(events, alive=False)
+    assert fraction == pytest.approx(0.1)
+    assert text.startswith("Stopped after epoch 1 of 10 (41 s of training)")
+    assert "epoch 2 had reached step 19/20: Resume trains it again" in text
+    assert score_name(events) == "volume Dice"
+
+    events += [{"event": "resume", "epoch": 1, "epochs": 10, "steps_per_epoch": 20, "time": 1000.0},
+               step(2, 1, 1001.0), step(2, 2, 1002.0)]
+    assert training_seconds(events, alive=True, now=1010.0) == pytest.approx(51.0)  # 41 s before, 10 s since
+    fraction, text = progress_line(events, alive=True, now=1010.0)
+    assert text.startswith("Epoch 2/10 · step 2/20 · 51 s elapsed")
+    assert fraction == pytest.approx(0.11)
 
 
 # -- Compare -----------------------------------------------------------------------------------
