@@ -131,7 +131,7 @@ def quality_latency_figure(rows: Mapping[str, Mapping[str, float]], metric: str,
         ensemble = level == "ens"  # as large and about as slow as the deepest head: a ring, labelled below it
         fig.add_trace(go.Scatter(
             x=[row["ms_per_image"]], y=[row[metric]], mode="markers+text", name=level_name(level),
-            text=[level_name(level)], textposition="bottom right" if ensemble else "top center",
+            text=[level_name(level)], textposition="bottom center" if ensemble else "top center",
             marker={"size": (10 if ensemble else 14) + 30 * np.sqrt(row["params"] / largest),
                     "color": "rgba(0, 0, 0, 0)" if ensemble else level_color(level),
                     "line": {"width": 3, "color": level_color(level)} if ensemble else {"width": 1, "color": "white"}},

@@ -41,6 +41,11 @@ def recommendation(result: dict[str, Any], where: str) -> None:
     rows = result["levels"]
     deepest = str(max(int(k) for k in rows if k != "ens"))
     r, d = rows[best], rows[deepest]
+    if best == deepest:
+        below = rows[str(int(deepest) - 1)]
+        st.success(f"**Keep {level_name(deepest)}** {where}: no smaller head comes within one Dice point (0.01) of it "
+                   f"({level_name(int(deepest) - 1)}: {label} {below[key]:.3f} against {d[key]:.3f}).")
+        return
     st.success(
         f"**Use {level_name(best)}**, the smallest head within one Dice point (0.01) of {level_name(deepest)} "
         f"{where}: {label} {r[key]:.3f} against {d[key]:.3f}, {d['ms_per_image'] / r['ms_per_image']:.1f}× faster "
