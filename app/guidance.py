@@ -5,6 +5,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from app.theme import level_name
 from core.data import SYNTHETIC
 from core.data.scans import Scan
@@ -93,8 +95,11 @@ def input_differences(scan: Scan, meta: dict[str, Any]) -> list[str]:
     data = (meta.get("split") or {}).get("data") or (meta.get("train_config") or {}).get("data")
     trained = data_name(data)
     channels = meta["model"].get("in_channels", 3)
-    if scan.channels_note and channels == 3:
-        notes.append(f"one channel, copied into the 3 the model takes (it was trained on 3-channel {trained}: "
+    first = scan.slices[0]
+    grey = bool(scan.channels_note) or (first.shape[-1] == 3 and np.array_equal(first[..., 0], first[..., 1])
+                                        and np.array_equal(first[..., 1], first[..., 2]))
+    if grey and channels == 3:
+        notes.append(f"one channel (grey), copied into the 3 the model takes (it was trained on 3-channel {trained}: "
                      "pre-contrast, FLAIR, post-contrast for the LGG data)")
     size = meta["preprocessing"].get("input_size")
     h, w = scan.slices.shape[1:3]

@@ -343,6 +343,43 @@ def test_segment_reruns_and_new_sessions_reuse_a_volume_result(with_run: Path) -
         assert any("threshold 0.90" in c for c in image_captions(at)), image_captions(at)
 
 
+def test_segment_states_the_levels_quality_and_how_the_input_differs(with_run: Path) -> None:
+    at = page("3_Segment")
+    assert "L4: validation volume Dice" in texts(at.sidebar.caption) and "stored in the checkpoint" in texts(at.sidebar.caption)
+    image = make_synthetic(n_volumes=1, slices_per_volume=1, size=48, seed=2).images[0]
+    at.get("file_uploader")[0].upload("grey.png", cv2.imencode(".png", image[..., 1])[1].tobytes(), "image/png")
+    at.run()
+    assert not at.exception
+    warning = texts(at.warning)
+    assert "grey.png differs from the model's training data" in warning
+    assert "one channel" in warning and "48×48 pixels, resized to the 32×32" in warning
+    by_label(at.selectbox, "Level").set_value(1).run()
+    assert "L1: validation volume Dice" in texts(at.sidebar.warning) + texts(at.sidebar.caption)
+
+
+def test_level_quality_and_input_differences() -> None:
+    from app.guidance import input_differences, level_quality
+    from core.data.scans import Scan
+
+    meta = {"epoch": 26, "split": {"data": "/data/kaggle_3m", "val": ["a", "b"]},
+            "model": {"in_channels": 3}, "preprocessing": {"input_size": 256},
+            "metrics": {"n_volumes": 15, "n_images": 561, "levels": {
+                1: {"dice": 0.67, "volume_dice_mean": 0.40}, 3: {"dice": 0.85, "volume_dice_mean": 0.69},
+                4: {"dice": 0.87, "volume_dice_mean": 0.715}, "ens": {"dice": 0.82, "volume_dice_mean": 0.56}}}}
+    l1 = level_quality(meta, 1)
+    assert l1.weak and not level_quality(meta, 3).weak and not level_quality(meta, 4).weak
+    assert l1.sentence() == ("L1: validation volume Dice 0.400, 56 % of L4's 0.715 (stored in the checkpoint: "
+                             "15 validation volumes (561 slices) of kaggle_3m at epoch 26).")
+    assert level_quality({"model": {}, "preprocessing": {}}, 1) is None  # nothing stored: nothing claimed
+    lgg_like = Scan("slice.tif", "image", np.zeros((1, 256, 256, 3), np.uint8) + np.array([10, 200, 30], np.uint8))
+    assert "one channel" in input_differences(Scan("grey.png", "image", np.zeros((1, 256, 256, 3), np.uint8)), meta)[0]
+    assert input_differences(lgg_like, meta) == []
+    flair = Scan("flair.nii.gz", "nifti", np.zeros((4, 240, 200, 3), np.uint8), intensity_note="int16 values windowed",
+                 channels_note="single-channel scan: …")
+    notes = " ".join(input_differences(flair, meta))
+    assert "one channel" in notes and "200×240 pixels" in notes and "aspect ratio" in notes and "int16" in notes
+
+
 def test_segment_several_files_names_the_bad_ones(with_run: Path) -> None:
     at = page("3_Segment")
     image = make_synthetic(n_volumes=1, slices_per_volume=1, size=64, seed=1).images[0]
