@@ -107,7 +107,18 @@ def lr_figure(events: list[Event]) -> go.Figure:
     fig = go.Figure(go.Scatter(x=global_steps(events), y=[e["lr"] for e in steps], mode="lines",
                                name="learning rate", line={"color": PRIMARY, "shape": "hv"}))
     fig = _layout(fig, "Learning rate", xaxis_title="step", yaxis_type="log", showlegend=False)
-    fig.update_yaxes(tickformat=".0e", nticks=4, minor={"showgrid": False})  # one readable label per decade or so
+    fig.update_yaxes(tickformat=".0e", minor={"showgrid": False})
+    rates = [e["lr"] for e in steps if e["lr"] > 0]
+    if rates:  # few labels: 1, 2 and 5 per decade within a decade of the values, else one per decade
+        lo, hi = np.log10(min(rates)), np.log10(max(rates))
+        if hi - lo < 1:
+            pad = (1 - (hi - lo)) / 2
+            lo, hi = lo - pad, hi + pad
+            ticks = [m * 10.0**k for k in range(int(np.floor(lo)), int(np.ceil(hi)) + 1) for m in (1, 2, 5)
+                     if lo <= np.log10(m * 10.0**k) <= hi]
+            fig.update_yaxes(range=[lo, hi], tickvals=ticks)
+        else:
+            fig.update_yaxes(dtick=1)
     return fig
 
 

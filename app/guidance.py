@@ -99,8 +99,8 @@ def input_differences(scan: Scan, meta: dict[str, Any]) -> list[str]:
     grey = bool(scan.channels_note) or (first.shape[-1] == 3 and np.array_equal(first[..., 0], first[..., 1])
                                         and np.array_equal(first[..., 1], first[..., 2]))
     if grey and channels == 3:
-        notes.append(f"one channel (grey), copied into the 3 the model takes (it was trained on 3-channel {trained}: "
-                     "pre-contrast, FLAIR, post-contrast for the LGG data)")
+        notes.append(f"one channel (grey), copied into the 3 the model takes; it was trained on 3-channel images of "
+                     f"{trained} (LGG: pre-contrast, FLAIR, post-contrast), so a FLAIR series matches best")
     size = meta["preprocessing"].get("input_size")
     h, w = scan.slices.shape[1:3]
     if size and (h, w) != (size, size):

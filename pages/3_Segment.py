@@ -99,8 +99,6 @@ def show_image(r: Result) -> None:
     for col, kind, image in ((cols[2], "mask", r.masks[0]), (cols[3], "overlay", picture)):
         col.download_button(f"{kind.capitalize()} PNG", png_bytes(image), f"{r.stem}_{kind}.png", "image/png",
                             icon=":material/download:", on_click="ignore", key=f"{kind}_{r.stem}")
-    if r.scan.channels_note:
-        st.caption(r.scan.channels_note)
     input_notes(r)
 
 
@@ -112,7 +110,7 @@ def show_volume(r: Result) -> None:
     spacing = " × ".join(f"{v:g}" for v in scan.spacing) + " mm" if scan.spacing else "spacing unknown"
     h, w = scan.slices.shape[1:3]
     st.caption(f"{scan.kind}, {len(scan.slices)} slices of {w}×{h}, voxel {spacing}. Intensity: "
-               f"{scan.intensity_note}." + (f" Channels: {scan.channels_note}." if scan.channels_note else ""))
+               f"{scan.intensity_note}.")  # channels: in input_notes' warning
     input_notes(r)
     cols = st.columns(4)
     cols[0].metric("Lesion voxels", f"{summary['lesion_voxels']:,}")

@@ -460,3 +460,42 @@ def test_image_helpers() -> None:
     assert enlarge(image, 256).shape == (256, 256, 3)
     assert unique_stems(["a.png", "a.tif", "a_2.png", "b.png"]) == ["a", "a_2", "a_2_2", "b"]
     assert zip_bytes({"x.txt": b"1"})[:2] == b"PK"
+
+
+def test_forward_passes_take_turns_first_come_first_served() -> None:
+    """Concurrent sessions never run more passes at once than there are slots, and are served in order."""
+    import threading
+
+    from app.compute import FairSlots
+
+    slots, active, peak, order = FairSlots(1), [0], [0], []
+    lock = threading.Lock()
+    gate = threading.Event()
+
+    def work(i: int) -> None:
+        with slots.turn():
+            with lock:
+                active[0] += 1
+                peak[0] = max(peak[0], active[0])
+                order.append(i)
+            gate.wait(5) if i == 0 else time.sleep(0.01)
+            with lock:
+                active[0] -= 1
+
+    first = threading.Thread(target=work, args=(0,))
+    first.start()
+    while not order:
+        time.sleep(0.005)
+    threads = []
+    for i in range(1, 6):  # queue up behind the first, one after another
+        threads.append(threading.Thread(target=work, args=(i,)))
+        threads[-1].start()
+        time.sleep(0.02)
+    gate.set()
+    for t in [first, *threads]:
+        t.join(10)
+    assert peak[0] == 1 and order == [0, 1, 2, 3, 4, 5]
+
+    two = FairSlots(2)
+    with two.turn(), two.turn():
+        assert two.busy == 2

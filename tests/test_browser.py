@@ -1,7 +1,9 @@
 """The app in a real browser: ``streamlit run`` plus Debian's chromium driven by Playwright.
 
 Trains the demo on Train (watching the live chart grow, from two tabs), segments an uploaded LGG-like
-TIFF and a NIfTI volume (moving its slice slider) on Segment and evaluates the four levels on Compare. Screenshots go to ``tests/artifacts/``.
+TIFF and a NIfTI volume (moving its slice slider) on Segment and evaluates the four levels on Compare.
+Every request the pages make is recorded: none may go to a host other than the app's own.
+Screenshots go to ``tests/artifacts/``.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,8 +38,10 @@ STEP_POINTS_JS = """() => {
     return 0;
 }"""
 LATENCY_TRACES_JS = """() => [...document.querySelectorAll('.js-plotly-plot')]
-    .filter(el => el.layout && String(el.layout.title.text).includes('against latency'))
+    .filter(el => el.layout && String(el.layout.title.text).includes('against latency')
+                  && !String(el.layout.title.text).includes('stored'))  // the evaluation's chart, not the stored one
     .flatMap(el => el.data.map(t => t.name))"""
+LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
                                 "(apt-get install -y chromium)")
@@ -91,10 +96,29 @@ def browser() -> Iterator:
 
 
 @pytest.fixture
-def page(browser) -> Iterator:
+def requests_seen() -> list[str]:
+    """Every URL a page of the test's browser context requested (filled by ``page``)."""
+    return []
+
+
+@pytest.fixture
+def page(browser, requests_seen: list[str]) -> Iterator:
     context = browser.new_context(viewport={"width": 1400, "height": 2400}, accept_downloads=True)
+    context.on("request", lambda request: requests_seen.append(request.url))  # every tab of the context
     yield context.new_page()
     context.close()
+
+
+def outside(urls: list[str]) -> list[str]:
+    """The URLs that would leave the machine: any network scheme to a host other than the app's own."""
+    return [u for u in urls if urllib.parse.urlsplit(u).scheme in ("http", "https", "ws", "wss")
+            and urllib.parse.urlsplit(u).hostname not in LOCAL_HOSTS]
+
+
+def test_outside_hosts_are_detected() -> None:
+    urls = ["http://127.0.0.1:8501/_stcore/health", "ws://localhost:8501/_stcore/stream", "data:image/png;base64,AA",
+            "https://fonts.gstatic.com/s/i/short-term/release/materialsymbolsrounded/neurology/default/24px.svg"]
+    assert outside(urls) == urls[3:]
 
 
 def assert_no_exception(page) -> None:
@@ -103,21 +127,43 @@ def assert_no_exception(page) -> None:
     assert "Traceback" not in page.inner_text("body")
 
 
+def settle(page) -> None:
+    """Wait until the script (or fragment) run in progress has finished: no stale element, no running status."""
+    page.wait_for_function("""() => !document.querySelector('[data-stale="true"]')
+        && !document.querySelector('[data-testid="stStatusWidget"]')""", timeout=60_000)
+
+
+def download(page, label: str, tries: int = 3):
+    """Click the download button ``label`` and return the download; a rerun that replaces the button's file
+    mid-download cancels it, so wait for the page to settle and retry."""
+    for attempt in range(tries):
+        settle(page)
+        with page.expect_download() as info:
+            page.get_by_test_id("stDownloadButton").filter(has_text=label).click()
+        if info.value.failure() is None:
+            return info.value
+        assert attempt < tries - 1, f"{label}: download failed {tries} times: {info.value.failure()}"
+    raise AssertionError("unreachable")
+
+
 def shot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
 
-def test_demo_training_segmentation_and_comparison(server: str, page, browser, capsys) -> None:
+def test_demo_training_segmentation_and_comparison(server: str, page, browser, requests_seen, capsys) -> None:
     # Home: explains UNet++ and says the shipped model is missing, without an error
     page.goto(server)
     expect(page.get_by_role("heading", name="UNet++ Studio")).to_be_visible(timeout=30_000)
     expect(page.get_by_text("is not installed yet")).to_be_visible()
     expect(page.locator(".js-plotly-plot")).to_have_count(1)
+    page.wait_for_function("document.querySelector(\"link[rel='shortcut icon']\").href.includes('/media/')")
     shot(page, "home")
 
     # Train: the demo with its default settings, watched live
     page.goto(f"{server}/Train")
+    expect(page.get_by_role("textbox", name="Data folder")).to_be_disabled()  # synthetic data needs no folder
+    shot(page, "train_form")
     name = page.get_by_role("textbox", name="Run name")
     name.fill("browser-demo")
     name.press("Tab")
@@ -160,9 +206,7 @@ def test_demo_training_segmentation_and_comparison(server: str, page, browser, c
     expect(page.get_by_test_id("stDownloadButton").filter(has_text="Mask PNG")).to_be_visible()
     expect(page.get_by_test_id("stDownloadButton").filter(has_text="Overlay PNG")).to_be_visible()
     segmented = time.monotonic() - upload_started
-    with page.expect_download() as download:
-        page.get_by_test_id("stDownloadButton").filter(has_text="Mask PNG").click()
-    mask = cv2.imread(download.value.path(), cv2.IMREAD_UNCHANGED)
+    mask = cv2.imread(download(page, "Mask PNG").path(), cv2.IMREAD_UNCHANGED)
     assert mask.shape == (256, 256) and set(mask.ravel().tolist()) <= {0, 255}
     shot(page, "segment")
 
@@ -187,10 +231,9 @@ def test_demo_training_segmentation_and_comparison(server: str, page, browser, c
     expect(page.get_by_text(re.compile(r"^Slice 2 of 12: lesion"))).to_be_visible()
     assert before.startswith("Slice ")
     expect(page.locator(".js-plotly-plot").first).to_be_visible()  # the lesion-area chart, redrawn after the slider moved
-    with page.expect_download() as download:
-        page.get_by_test_id("stDownloadButton").filter(has_text="Mask (NIfTI)").click()
-    saved = ARTIFACTS / download.value.suggested_filename  # nibabel reads the format from the name
-    download.value.save_as(saved)
+    mask_file = download(page, "Mask (NIfTI)")
+    saved = ARTIFACTS / mask_file.suggested_filename  # nibabel reads the format from the name
+    mask_file.save_as(saved)
     assert saved.name == "upload_volume_mask.nii.gz"
     written = nib.load(saved)
     assert written.shape == (64, 64, 12) and np.allclose(written.affine, affine)
@@ -213,15 +256,22 @@ def test_demo_training_segmentation_and_comparison(server: str, page, browser, c
     assert_no_exception(second)
     second.close()
 
-    # Compare: the four levels (and the ensemble) evaluated on the run's validation split
+    # Compare: the checkpoint's stored validation metrics with latency measured here, then the four levels
+    # (and the ensemble) evaluated on the run's validation split
     page.goto(f"{server}/Compare")
+    expect(page.get_by_text(re.compile("measured on this machine now"))).to_be_visible(timeout=60_000)
+    shot(page, "compare_stored")
     page.get_by_role("button", name=re.compile("Evaluate every level")).click()
-    expect(page.get_by_text(re.compile(r"Use L\d"))).to_be_visible(timeout=120_000)
+    expect(page.get_by_text(re.compile(r"(Use|Keep) L\d.*evaluated here"))).to_be_visible(timeout=120_000)
     levels = '["L1", "L2", "L3", "L4", "ensemble"]'
     page.wait_for_function(f"JSON.stringify(({LATENCY_TRACES_JS})()) === JSON.stringify({levels})", timeout=30_000)
     for level in ("L1", "L2", "L3", "L4"):
         expect(page.get_by_text(re.compile(rf"^{level} · Dice"))).to_be_visible()
     expect(page.get_by_text(re.compile("^Disagreement · "))).to_be_visible()
     shot(page, "compare")
+
+    # nothing left the machine: not the favicon, not an icon font, not a chart library
+    assert any("/_stcore/" in u for u in requests_seen) and any("/media/" in u for u in requests_seen)
+    assert not outside(requests_seen), sorted(set(outside(requests_seen)))
     with capsys.disabled():
         print(f"\n[browser] demo training (defaults, 10 epochs) {trained:.1f} s; segmentation {segmented:.1f} s")
