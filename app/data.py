@@ -24,13 +24,14 @@ def resolve_source(source: str, base: Path = PROJECT_ROOT) -> str:
 
 @st.cache_resource(max_entries=3, show_spinner="Loading data…")
 def load_split(source: str, size: int | None, channels: int = 3, num_classes: int = 1,
-               split: str = "all", volumes: tuple[str, ...] = ()) -> SliceSet:
+               split: str = "all", volumes: tuple[str, ...] = (), intensity: str = "none") -> SliceSet:
     """The slices of ``source`` in a checkpoint's ``split`` (its ``volumes``), or all for ``"all"``.
 
-    Only the volumes needed are decoded, once per argument set; treat the result as read-only.
+    Only the volumes needed are decoded, once per argument set, under the checkpoint's
+    ``intensity`` policy; treat the result as read-only.
     """
     meta = {"split": {split: list(volumes)}}
-    slices = load_source(source, size, channels, num_classes, split_ids(meta, split))
+    slices = load_source(source, size, channels, num_classes, split_ids(meta, split), intensity)
     return select_split(slices, meta, split)
 
 

@@ -22,7 +22,7 @@ def sample_predictions(checkpoint: str, mtime: float, count: int = 3) -> list[np
     model, meta = load_model(Path(checkpoint))
     pre, split = meta["preprocessing"], meta["split"]
     val = load_split(resolve_source(split["data"]), pre.get("input_size"), model.in_channels, model.num_classes,
-                     "val", tuple(split["val"]))
+                     "val", tuple(split["val"]), pre.get("intensity", "none"))
     examples = spread_examples(val, count)
     level = max(model.levels)
     probs = predict_images(model, examples.images, pre, level, inference_device()[1])

@@ -4,13 +4,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
 from core.complexity import count_flops, count_parameters, measure_latency
 from core.data import DataError, SliceDataset, SliceSet
-from core.inference import Level, evaluate_loader, model_levels
+from core.inference import Level, evaluate_loader, model_levels, predict_images
+from core.postprocess import DEFAULT as DEFAULT_RULE
+from core.postprocess import volume_mask
 
 
 def split_ids(meta: dict[str, Any], split: str) -> list[str] | None:
@@ -111,3 +114,42 @@ def evaluate_model(
     if progress:
         progress(1.0, "done")
     return result
+
+
+def volume_predictions(
+    model: nn.Module, preprocessing: dict[str, Any], slices: SliceSet, level: Level,
+    dtype: torch.dtype | None = None, hflip: bool = False, batch_size: int = 8,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per volume: ``(lesion probability (S, H, W) as uint8 0..255, truth (S, H, W) bool)`` at ``level``.
+
+    The input of post-processing studies: every rule can then be scored without the model.
+    """
+    out = {}
+    volumes = np.asarray(slices.volumes)
+    for volume in dict.fromkeys(slices.volumes):
+        rows = np.flatnonzero(volumes == volume)
+        probs = predict_images(model, slices.images[rows], preprocessing, level, dtype, batch_size, hflip)
+        lesion = probs[:, 0] if probs.shape[1] == 1 else 1.0 - probs[:, 0]
+        out[volume] = (np.round(lesion * 255).astype(np.uint8), slices.masks[rows] > 0)
+    return out
+
+
+def postprocessed_volume_dice(
+    predictions: dict[str, tuple[np.ndarray, np.ndarray]], rule: dict[str, float],
+) -> dict[str, float]:
+    """Dice of each volume's mask under a post-processing ``rule`` (``core.postprocess``); 1.0 if both empty.
+
+    Example:
+        >>> p = np.zeros((1, 3, 4), np.uint8); p[0, 0] = 200; p[0, 2, 3] = 200  # a stray voxel apart
+        >>> t = np.zeros((1, 3, 4), bool); t[0, 0] = True
+        >>> d = postprocessed_volume_dice({"a": (p, t)}, {"threshold": 0.5, "min_component_fraction": 0.5})
+        >>> round(d["a"], 3), round(postprocessed_volume_dice({"a": (p, t)}, {})["a"], 3)
+        (1.0, 0.889)
+    """
+    rule = DEFAULT_RULE | rule
+    scores = {}
+    for volume, (lesion, truth) in predictions.items():
+        mask = volume_mask(lesion.astype(np.float32) / 255, rule)
+        denom = mask.sum() + truth.sum()
+        scores[volume] = float(2 * (mask & truth).sum() / denom) if denom else 1.0
+    return scores

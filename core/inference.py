@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import cv2
@@ -9,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.data.intensity import standardize
 from core.data.slices import resize_image
 from core.losses import probabilities
 from core.metrics import SegmentationMetrics
@@ -58,8 +60,16 @@ def predict_all(model: nn.Module, x: torch.Tensor, dtype: torch.dtype | None = N
 
 
 @torch.no_grad()
-def predict_level(model: nn.Module, x: torch.Tensor, level: Level, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Probabilities at one level, computing only the nodes it needs; ``"ens"`` runs all heads."""
+def predict_level(
+    model: nn.Module, x: torch.Tensor, level: Level, dtype: torch.dtype | None = None, hflip: bool = False,
+) -> torch.Tensor:
+    """Probabilities at one level, computing only the nodes it needs; ``"ens"`` runs all heads.
+
+    ``hflip`` averages them with those of the mirrored input (test-time augmentation, twice the cost).
+    """
+    if hflip:
+        mirrored = predict_level(model, x.flip(-1), level, dtype).flip(-1)
+        return (predict_level(model, x, level, dtype) + mirrored) / 2
     if level == "ens":
         return predict_all(model, x, dtype)["ens"]
     with autocast(x.device, dtype):
@@ -68,7 +78,7 @@ def predict_level(model: nn.Module, x: torch.Tensor, level: Level, dtype: torch.
 
 def predict_images(
     model: nn.Module, images: np.ndarray, preprocessing: dict[str, Any], level: Level,
-    dtype: torch.dtype | None = None, batch_size: int = 8,
+    dtype: torch.dtype | None = None, batch_size: int = 8, hflip: bool = False,
 ) -> np.ndarray:
     """uint8 ``(N, H, W, C)`` images -> float32 probabilities ``(N, C_out, H, W)`` on the CPU."""
     device = next(model.parameters()).device
@@ -76,7 +86,7 @@ def predict_images(
     for start in range(0, len(images), batch_size):
         batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size].transpose(0, 3, 1, 2)))
         x = normalize(batch.to(device), preprocessing["mean"], preprocessing["std"])
-        out.append(predict_level(model, x, level, dtype).cpu())
+        out.append(predict_level(model, x, level, dtype, hflip).cpu())
     return torch.cat(out).numpy()
 
 
@@ -130,12 +140,17 @@ def evaluate_loader(
 def segment_images(
     model: nn.Module, preprocessing: dict[str, Any], images: np.ndarray, level: Level,
     dtype: torch.dtype | None = None, batch_size: int = 8, progress: Callable[[float], None] | None = None,
+    turn: Callable[[], AbstractContextManager] = nullcontext,
 ) -> np.ndarray:
     """Probabilities ``(N, C_out, H, W)`` for uint8 ``(N, H, W, C)`` images (slices of a scan) at their size.
 
-    Images are resized to the model's training size (if it has one) and the probabilities resized
-    back, so that structures keep the scale the model learned. ``progress`` gets the fraction done.
+    ``images`` are one volume (or one image): the checkpoint's intensity policy is applied to
+    them as a whole. Images are resized to the model's training size (if it has one) and the
+    probabilities resized back, so that structures keep the scale the model learned.
+    ``progress`` gets the fraction done; each batch runs inside ``turn()`` (the app passes a lock
+    so that concurrent sessions take turns instead of oversubscribing the cores).
     """
+    images = standardize(images, preprocessing.get("intensity", "none"))
     h, w = images.shape[1:3]
     size = preprocessing.get("input_size")
     out = []
@@ -143,7 +158,8 @@ def segment_images(
         batch = images[start : start + batch_size]
         if size:
             batch = np.stack([resize_image(image, size) for image in batch])
-        probs = predict_images(model, batch, preprocessing, level, dtype, batch_size)
+        with turn():
+            probs = predict_images(model, batch, preprocessing, level, dtype, batch_size)
         if probs.shape[2:] != (h, w):
             probs = np.stack([[cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR) for p in image] for image in probs])
         out.append(probs)

@@ -7,7 +7,7 @@ Example::
 
     from pathlib import Path
     from core.runs import describe, launch, stop
-    from core.training.config import TrainConfig
+    from core.training.config import TrainConfig, cli_fields, default_of, flag_of
 
     launch(Path("runs/demo"), TrainConfig(data="synthetic", width=8, size=64, epochs=5))
     describe(Path("runs/demo")).status   # "running", then "completed"
@@ -23,15 +23,14 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
-from core.training.config import TrainConfig
+from core.training.config import TrainConfig, cli_fields, default_of, flag_of
 from core.training.history import Event, read_history
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RUNS_ENV = "UNETPP_STUDIO_RUNS"
-_NOT_FLAGS = {"out", "resume", "extra", "deep_supervision"}
 _children: dict[int, subprocess.Popen] = {}  # processes launched here, polled to reap them
 
 
@@ -69,20 +68,13 @@ def run_folder(name: str, root: Path | None = None) -> Path:
 
 def train_args(config: TrainConfig) -> list[str]:
     """The ``python -m core.train`` flags that reproduce ``config`` (``--out`` and ``--resume`` included)."""
-    args = ["--out", str(config.out)]
-    for field in fields(TrainConfig):
-        value = getattr(config, field.name)
-        if field.name in _NOT_FLAGS or value is None:
-            continue
-        flag = "--" + field.name.replace("_", "-")
-        if isinstance(value, bool):  # store_true flags such as --batch-dice
-            args += [flag] if value else []
-            continue
-        args += [flag, *map(str, value)] if isinstance(value, list) else [flag, str(value)]
-    if not config.deep_supervision:
-        args.append("--no-deep-supervision")
-    if config.resume:
-        args.append("--resume")
+    args = []
+    for f in cli_fields():
+        value, default = getattr(config, f.name), default_of(f)
+        if isinstance(value, bool):  # switches appear only when they change the default
+            args += [flag_of(f)] if value != default else []
+        elif value is not None:
+            args += [flag_of(f), *map(str, value)] if isinstance(value, list) else [flag_of(f), str(value)]
     return args
 
 

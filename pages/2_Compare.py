@@ -176,7 +176,8 @@ source, split, volumes, description = chosen
 key = (str(checkpoint), checkpoint.stat().st_mtime, source, split, volumes)
 results = session_cache("evaluations")
 try:
-    slices = load_split(source, pre.get("input_size"), model.in_channels, model.num_classes, split, volumes)
+    slices = load_split(source, pre.get("input_size"), model.in_channels, model.num_classes, split, volumes,
+                        pre.get("intensity", "none"))
 except DataError as err:
     st.error(str(err))
     st.stop()

@@ -1,25 +1,14 @@
-"""Torch dataset over a ``SliceSet``, with albumentations augmentation and per-epoch sampling."""
+"""Torch dataset over a ``SliceSet`` (augmented by ``core.data.augmentation``) and per-epoch sampling."""
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import albumentations as A
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
 from core.data.slices import SliceSet
-
-
-def train_augmentation() -> A.Compose:
-    """Mild geometric and intensity augmentation suited to axial MRI slices."""
-    return A.Compose([
-        A.HorizontalFlip(p=0.5),
-        A.Affine(scale=(0.9, 1.1), translate_percent=(-0.05, 0.05), rotate=(-15, 15),
-                 border_mode=cv2.BORDER_CONSTANT, p=0.5),
-        A.RandomBrightnessContrast(brightness_limit=0.1, contrast_limit=0.1, p=0.3),
-    ])
 
 
 class SliceDataset(Dataset):

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from core.data.errors import DataError
+from core.data.intensity import standardize_volumes
 from core.data.folder import is_image_mask_folder, load_folder
 from core.data.lgg import is_lgg_folder, load_lgg
 from core.data.slices import SliceSet
@@ -17,13 +18,21 @@ SYNTHETIC = "synthetic"
 
 def load_source(
     source: str | Path, size: int | None = None, channels: int = 3, num_classes: int = 1,
-    volumes: Collection[str] | None = None,
+    volumes: Collection[str] | None = None, intensity: str = "none",
 ) -> SliceSet:
     """Load ``"synthetic"``, a ``kaggle_3m`` folder, or an ``images/``+``masks/`` folder.
 
     ``size`` resizes every slice to ``size x size`` (None keeps the files' size); ``volumes``
-    decodes only those volumes (patients), e.g. a checkpoint's validation split.
+    decodes only those volumes (patients), e.g. a checkpoint's validation split; ``intensity``
+    is the policy of ``core.data.intensity`` applied to each volume.
     """
+    slices = _load(source, size, channels, num_classes, volumes)
+    slices.images = standardize_volumes(slices.images, slices.volumes, intensity)
+    return slices
+
+
+def _load(source: str | Path, size: int | None, channels: int, num_classes: int,
+          volumes: Collection[str] | None) -> SliceSet:
     if str(source) == SYNTHETIC:
         synthetic = make_synthetic(size=size or 128)
         return synthetic if volumes is None else synthetic.select_volumes(volumes)
@@ -42,15 +51,34 @@ def load_source(
     )
 
 
-def split_volumes(volumes: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+def split_volumes(
+    volumes: list[str], val_fraction: float, seed: int, folds: int = 0, fold: int = 0,
+) -> tuple[list[str], list[str]]:
     """Split volume (patient) ids into sorted ``(train, val)`` lists; no volume is in both.
+
+    With ``folds=K`` the volumes are dealt, in a seeded random order, into K folds of (nearly)
+    equal size and fold ``fold`` (0..K-1) is the validation set: K runs cross-validate over every
+    volume. ``val_fraction=0`` (without folds) trains on every volume and validates on none.
 
     Example:
         >>> train, val = split_volumes([f"p{i}" for i in range(10)], 0.2, seed=0)
         >>> len(train), len(val), set(train) & set(val)
         (8, 2, set())
+        >>> vals = [split_volumes([f"p{i}" for i in range(10)], 0.2, 0, folds=3, fold=k)[1] for k in range(3)]
+        >>> [len(v) for v in vals], sorted(sum(vals, [])) == sorted(f"p{i}" for i in range(10))
+        ([4, 3, 3], True)
     """
     ids = sorted(set(volumes))
+    if folds:
+        if not 0 <= fold < folds:
+            raise ValueError(f"fold must be between 0 and {folds - 1}, got {fold}")
+        if len(ids) < folds:
+            raise DataError(f"{folds} folds need at least {folds} volumes, found {len(ids)}")
+        order = np.random.default_rng(seed).permutation(len(ids))
+        val = sorted(ids[i] for i in order[fold::folds])
+        return sorted(set(ids) - set(val)), val
+    if val_fraction == 0:
+        return ids, []
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
     if len(ids) < 2:

@@ -1,42 +1,84 @@
-"""Everything a training run needs, saved as ``RUN/config.json``."""
+"""Everything a training run needs, saved as ``RUN/config.json``; the one source of the training flags.
+
+Each field carries its help and choices, and both ``python -m core.train``'s parser
+(``core.train.build_parser``) and the app's argv builder (``core.runs.train_args``) are generated
+from them, so a new option is one field here.
+"""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from typing import Any
+
+from core.data.augmentation import AUGMENTATIONS
+from core.data.intensity import POLICIES
+from core.training.schedule import SCHEDULES
+
+
+def option(default: Any, help: str = "", choices: tuple | None = None, flag: str | None = None) -> Any:  # noqa: A002
+    """A config field with its CLI help, its choices and (for ``--no-x`` style switches) its flag."""
+    meta = {"help": help, "choices": choices, "flag": flag}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class TrainConfig:
     """Training options; the CLI flags of ``python -m core.train`` map one to one onto these."""
 
-    data: str = "synthetic"
-    out: str = "runs/run"
-    arch: str = "unetpp"
-    width: int = 32
-    deep_supervision: bool = True
-    ds_weights: list[float] | None = None
-    epochs: int = 50
-    batch_size: int = 8
-    lr: float = 1e-3
-    size: int = 256
-    alpha: float = 0.5
-    batch_dice: bool = False
-    val_fraction: float = 0.2
-    seed: int = 0
-    workers: int = 0
-    threads: int | None = None
-    device: str = "auto"
-    precision: str = "auto"
-    patience: int = 10
-    lr_patience: int = 3
-    empty_fraction: float = 1.0
-    max_minutes: float | None = None
-    max_volumes: int | None = None
-    in_channels: int = 3
-    num_classes: int = 1
-    resume: bool = False
-    init_from: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    data: str = option("synthetic", "'synthetic', a kaggle_3m folder, or a folder with images/ and masks/")
+    out: str = option("runs/run", "run folder (config, split, history.jsonl, best.pt, last.pt)")
+    arch: str = option("unetpp", choices=("unetpp", "unet"))
+    width: int = option(32, "filters of the first level (n in n*[1,2,4,8,16])")
+    deep_supervision: bool = option(True, "one head on x0_4 instead of four (UNet++ only)",
+                                    flag="--no-deep-supervision")
+    ds_weights: list[float] | None = option(None, "loss weight per head (default equal)")
+    epochs: int = option(50, "epochs to train (the schedule's length unless --budget-minutes is given)")
+    budget_minutes: float | None = option(
+        None, "lay the whole schedule (warm-up, decay, end) over this many minutes of wall time, "
+              "measured as training runs; --resume continues it. Replaces --epochs")
+    budget_clock: str = option("wall", "what --budget-minutes counts: wall time, or this process's CPU time "
+                                       "(fair comparisons of one-thread runs on a shared machine)", ("wall", "cpu"))
+    batch_size: int = option(8)
+    lr: float = option(1e-3, "Adam learning rate (the peak, after warm-up)")
+    schedule: str = option("plateau", "plateau: ReduceLROnPlateau on validation IoU; cosine / poly: "
+                                      "decay to zero at the end of the run", SCHEDULES)
+    warmup: float = option(0.0, "share of the run with a linear learning-rate warm-up (cosine / poly)")
+    ema: float = option(0.0, "decay of an exponential moving average of the weights, which is validated and "
+                             "saved as the model (0: off; e.g. 0.995)")
+    size: int = option(256, "slices are resized to size x size")
+    intensity: str = option("none", "none: slices as read; volume: each volume's channels stretched from their "
+                                    "1st..99.5th body percentile to 0..255 (a 2D image is its own volume)",
+                            POLICIES)
+    augment: str = option("mild", "mild: flips, small affine, slight brightness/contrast; strong: adds "
+                                  "per-channel gamma/contrast/brightness, noise and blur", AUGMENTATIONS)
+    alpha: float = option(0.5, "loss = alpha*BCE + (1-alpha)*soft Dice")
+    batch_dice: bool = option(False, "Dice term over the whole batch, not per image "
+                                     "(empty slices cost only their false positives)")
+    val_fraction: float = option(0.2, "share of volumes (patients) held out; 0 trains on all")
+    folds: int = option(0, "cross-validation: deal the volumes into K folds (0: use --val-fraction)")
+    fold: int = option(0, "with --folds K: the fold (0..K-1) held out for validation")
+    seed: int = option(0)
+    workers: int = option(0, "DataLoader worker processes")
+    threads: int | None = option(None, "CPU threads for torch (default: all cores); 1 when several runs "
+                                       "share a small CPU")
+    device: str = option("auto", "auto, cpu, cuda, cuda:1, mps")
+    precision: str = option("auto", "auto: bf16 autocast on CPUs with bf16 support, AMP on CUDA, else fp32",
+                            ("auto", "fp32", "bf16", "fp16"))
+    patience: int = option(10, "early stopping (plateau schedule): epochs without a better score")
+    lr_patience: int = option(3, "ReduceLROnPlateau: epochs without a better validation IoU before lr is "
+                                 "divided by 10")
+    empty_fraction: float = option(1.0, "share of slices with an empty mask drawn each epoch (all non-empty "
+                                        "ones always are)")
+    max_minutes: float | None = option(None, "stop after the epoch that would pass this time")
+    max_volumes: int | None = option(None, "use only the first N volumes (patients), sorted by id: for quick tries")
+    in_channels: int = option(3)
+    num_classes: int = option(1, ">1: softmax over class-index masks")
+    resume: bool = option(False, "continue the run in --out from its last.pt, with its saved settings "
+                                 "(flags given override them)")
+    init_from: str | None = option(None, "start from this checkpoint's weights (fine-tuning); its architecture "
+                                         "must match")
+    extra: dict[str, Any] = field(default_factory=dict, metadata={"cli": False})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -45,3 +87,17 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def cli_fields() -> list[Field]:
+    """The fields that are command-line flags, in declaration order."""
+    return [f for f in fields(TrainConfig) if f.metadata.get("cli", True)]
+
+
+def flag_of(f: Field) -> str:
+    """``--batch-size`` for ``batch_size``; a field's own flag (``--no-deep-supervision``) where it has one."""
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def default_of(f: Field) -> Any:
+    return f.default_factory() if f.default is MISSING else f.default

@@ -1,4 +1,5 @@
-"""The training loop: Adam + ReduceLROnPlateau on validation IoU, deep supervision, checkpoints.
+"""The training loop: Adam, a learning-rate schedule (plateau, or cosine/poly over epochs or a time
+budget), deep supervision, an optional weight average (EMA), checkpoints.
 
 Every run leaves a folder that reproduces it::
 
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -38,6 +40,13 @@ from core.runtime import autocast, autocast_dtype, memory_format, select_device
 from core.training.config import TrainConfig
 from core.training.distributed import Distributed
 from core.training.history import Callback, History
+from core.training.schedule import lr_factor
+
+
+def deepest(levels: dict[Any, dict[str, float]]) -> dict[str, float]:
+    """The metrics of the deepest head among per-level metrics (``{}`` when there are none)."""
+    heads = [k for k in levels if k != "ens"]
+    return levels[max(heads)] if heads else {}
 
 
 def score_of(metrics: dict[str, float]) -> float:
@@ -96,23 +105,26 @@ class Trainer:
         np.random.seed(c.seed + self.dist.rank)  # different augmentations on each
         self.dtype = autocast_dtype(self.device, c.precision)
         resume_state = self._resume_state()
-        slices = self._data if self._data is not None else load_source(c.data, c.size, c.in_channels, c.num_classes)
+        slices = (self._data if self._data is not None
+                  else load_source(c.data, c.size, c.in_channels, c.num_classes, intensity=c.intensity))
         if c.max_volumes:
             slices = slices.select_volumes(sorted(set(slices.volumes))[: c.max_volumes])
         if resume_state:
             train_ids, val_ids = resume_state["split"]["train"], resume_state["split"]["val"]
         else:
-            train_ids, val_ids = split_volumes(slices.volumes, c.val_fraction, c.seed)
+            train_ids, val_ids = split_volumes(slices.volumes, c.val_fraction, c.seed, c.folds, c.fold)
         self.split = {"data": c.data, "seed": c.seed, "train": train_ids, "val": val_ids}
+        if c.folds:
+            self.split |= {"folds": c.folds, "fold": c.fold}
         self.train_set, self.val_set = slices.select_volumes(train_ids), slices.select_volumes(val_ids)
         self.val_volumes = self.val_set.volumes if slices.has_volumes else None
-        self.normalization = default_normalization(c.in_channels)
+        self.normalization = default_normalization(c.in_channels) | {"intensity": c.intensity}
 
         self.sampler = EpochSampler(self.train_set.positive, c.empty_fraction, c.seed,
                                     self.dist.world_size, self.dist.rank)
         loader_args = {"num_workers": c.workers, "persistent_workers": c.workers > 0,
                        "pin_memory": self.device.type == "cuda"}
-        self.train_loader = DataLoader(SliceDataset(self.train_set, train_augmentation()), c.batch_size,
+        self.train_loader = DataLoader(SliceDataset(self.train_set, train_augmentation(c.augment)), c.batch_size,
                                        sampler=self.sampler, drop_last=len(self.sampler) > c.batch_size, **loader_args)
         val_share = range(self.dist.rank, len(self.val_set), self.dist.world_size)
         self.val_loader = DataLoader(SliceDataset(self.val_set), c.batch_size, sampler=val_share, **loader_args)
@@ -121,15 +133,21 @@ class Trainer:
             "arch": c.arch, "in_channels": c.in_channels, "num_classes": c.num_classes,
             "base_width": c.width, "deep_supervision": c.deep_supervision,
         }).to(self.device, memory_format=memory_format(self.device))
-        self.criterion = DeepSupervisionLoss(BCEDiceLoss(c.alpha, batch_dice=c.batch_dice), c.ds_weights)
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=c.lr)
-        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, mode="max", patience=c.lr_patience)
+        self.criterion = self._build_loss()
+        self.optimizer, self.scheduler = self.configure_optimizers()
+        self.ema = self._build_ema()
         self.scaler = torch.amp.GradScaler(enabled=self.dtype == torch.float16 and self.device.type == "cuda")
         self.epoch, self.best_score, self.best_epoch, self.epochs_history = 0, -math.inf, 0, []
+        self.trained_seconds = 0.0  # the run so far on its budget clock, over all sittings
+        self.clock = time.process_time if c.budget_clock == "cpu" else time.time
         if c.init_from and not resume_state:
             self._load_initial_weights(Path(c.init_from))
         if resume_state:
-            self.net.load_state_dict(resume_state["state_dict"])
+            self.net.load_state_dict(resume_state.get("train_state_dict", resume_state["state_dict"]))
+            if self.ema is not None and "ema" in resume_state:
+                self.ema.module.load_state_dict(resume_state["state_dict"])
+                self.ema.n_averaged.fill_(resume_state["ema"]["updates"])
+            self.trained_seconds = resume_state.get("trained_seconds", 0.0)
             self.optimizer.load_state_dict(resume_state["optimizer"])
             self.scheduler.load_state_dict(resume_state["scheduler"])
             self.epoch = resume_state["epoch"]
@@ -147,6 +165,36 @@ class Trainer:
             stale.unlink(missing_ok=True)
         (self.run / "config.json").write_text(json.dumps(c.to_dict(), indent=2))
         (self.run / "split.json").write_text(json.dumps(self.split, indent=2))
+
+    # -- builders: override these to change the loss, the optimiser or the weight averaging ----
+    def _build_loss(self) -> nn.Module:
+        """The seed recipe's loss: alpha*BCE + (1-alpha)*soft Dice on every deep-supervision head."""
+        c = self.config
+        return DeepSupervisionLoss(BCEDiceLoss(c.alpha, batch_dice=c.batch_dice), c.ds_weights)
+
+    def configure_optimizers(self) -> tuple[torch.optim.Optimizer, Any]:
+        """Adam, and ReduceLROnPlateau for the plateau schedule (other schedules set lr per step)."""
+        c = self.config
+        optimizer = torch.optim.Adam(self.net.parameters(), lr=c.lr)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", patience=c.lr_patience)
+        return optimizer, scheduler
+
+    def _build_ema(self) -> AveragedModel | None:
+        """An exponential moving average of the weights (``--ema``), or None."""
+        decay = self.config.ema
+        if not decay:
+            return None
+
+        def average(averaged: torch.Tensor, current: torch.Tensor, updates: torch.Tensor) -> torch.Tensor:
+            warm = min(decay, (1 + float(updates)) / (10 + float(updates)))  # early on, follow the weights
+            return averaged + (current - averaged) * (1 - warm)
+
+        return AveragedModel(self.net, avg_fn=average, use_buffers=True)
+
+    @property
+    def model_to_evaluate(self) -> nn.Module:
+        """What is validated and saved: the weight average where there is one."""
+        return self.ema.module if self.ema is not None else self.net
 
     def _load_initial_weights(self, path: Path) -> None:
         """Copy a checkpoint's weights into the new model (``--init-from``); configs must agree."""
@@ -181,25 +229,47 @@ class Trainer:
             "train_config": self.config.to_dict(), "epoch": self.epoch,
             "best_score": self.best_score, "best_epoch": self.best_epoch,
         }
+        meta["trained_seconds"] = self.trained_seconds
         if with_state:
             meta["optimizer"] = self.optimizer.state_dict()
             meta["scheduler"] = self.scheduler.state_dict()
-        return make_checkpoint(self.net, self.config.size, self.normalization, **meta)
+            if self.ema is not None:
+                meta["train_state_dict"] = {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
+        if self.ema is not None:
+            meta["ema"] = {"decay": self.config.ema, "updates": int(self.ema.n_averaged)}
+        return make_checkpoint(self.model_to_evaluate, self.config.size, self.normalization, **meta)
 
     def _save(self, metrics: dict[str, Any], name: str, with_state: bool) -> None:
         if self.dist.is_main:
             atomic_save(self._checkpoint(metrics, with_state), self.run / name)
 
     # -- loop --------------------------------------------------------------------------------
+    def progress(self, step: int = 0) -> float:
+        """How far the run is (0..1): time used of ``--budget-minutes``, else epochs (and steps) done."""
+        c = self.config
+        if c.budget_minutes:
+            return (self.trained_seconds + self.clock() - self.sitting_start) / (60 * c.budget_minutes)
+        return (self.epoch + step / max(len(self.train_loader), 1)) / max(c.epochs, 1)
+
+    def _set_lr(self, step: int) -> None:
+        c = self.config
+        if c.schedule != "plateau":
+            for group in self.optimizer.param_groups:
+                group["lr"] = c.lr * lr_factor(c.schedule, self.progress(step), c.warmup)
+
     def _train_epoch(self, bar: tqdm) -> float:
+        """One pass over the epoch's draw; ends early when a time budget runs out (all ranks agree)."""
         self.model.train()
         self.sampler.set_epoch(self.epoch)
         total, n = 0.0, 0
         for step, (images, masks, _) in enumerate(self.train_loader):
+            self._set_lr(step)
             value = training_step(self.model, self.criterion, self.optimizer, self.scaler, images, masks,
                                   self.normalization, self.dtype)
             if not math.isfinite(value):
                 raise FloatingPointError(f"loss became {value} at epoch {self.epoch + 1}, step {step + 1}; try a lower --lr")
+            if self.ema is not None:
+                self.ema.update_parameters(self.net)
             total, n = total + value * len(images), n + len(images)
             bar.update(1)
             bar.set_postfix(epoch=self.epoch + 1, loss=f"{value:.4f}")
@@ -209,11 +279,25 @@ class Trainer:
             if self.dist.any(self.stop_event.is_set()):
                 self.stop_event.set()
                 return math.nan
+            if self.config.budget_minutes and self.dist.any(self.progress() >= 1):
+                break
         total, n = self.dist.sum([total, n])
         return total / max(n, 1)
 
+    def _finished(self) -> bool:
+        if self.config.budget_minutes:
+            return self.progress() >= 1
+        return self.epoch >= self.config.epochs
+
+    def _validate(self) -> dict[str, Any]:
+        """Metrics of every level on the validation share (``{}`` levels when there is no validation set)."""
+        if len(self.val_set) == 0:
+            return {"levels": {}, "loss": None}
+        return evaluate_loader(self.model_to_evaluate, self.val_loader, self._preprocessing(), self.val_volumes,
+                               self.dtype, self.criterion, gather=self.dist.gather if self.dist.enabled else None)
+
     def fit(self) -> dict[str, Any]:
-        """Train until ``epochs``, early stopping, ``max_minutes`` or a stop request."""
+        """Train until ``epochs`` (or the time budget), early stopping, ``max_minutes`` or a stop request."""
         handlers = self._install_signal_handlers()  # first, so a stop during data loading is not lost
         try:
             self._setup()
@@ -221,36 +305,39 @@ class Trainer:
             self._restore_signal_handlers(handlers)
             raise
         c = self.config
-        start = time.time()
+        start, self.sitting_start = time.time(), self.clock()
         reason = "stopped" if self.stop_event.is_set() else "completed"
         self.history.emit({"event": "resume" if c.resume else "start", "epoch": self.epoch, "time": start,
                            "config": c.to_dict(), "device": str(self.device), "precision": str(self.dtype),
                            "train_slices": len(self.train_set), "val_slices": len(self.val_set),
                            "steps_per_epoch": len(self.train_loader), "epochs": c.epochs,
+                           "budget_minutes": c.budget_minutes, "trained_seconds": self.trained_seconds,
                            "world_size": self.dist.world_size})
-        bar = tqdm(total=(c.epochs - self.epoch) * len(self.train_loader), unit="step", desc="training",
-                   disable=not self.dist.is_main)
+        bar = tqdm(total=None if c.budget_minutes else (c.epochs - self.epoch) * len(self.train_loader),
+                   unit="step", desc="training", disable=not self.dist.is_main)
         try:
-            while self.epoch < c.epochs and not self.stop_event.is_set():
+            while not self._finished() and not self.stop_event.is_set():
                 t0 = time.time()
                 train_loss = self._train_epoch(bar)
                 if self.stop_event.is_set():
                     reason = "stopped"
                     break
-                result = evaluate_loader(self.net, self.val_loader, self._preprocessing(), self.val_volumes,
-                                         self.dtype, self.criterion,
-                                         gather=self.dist.gather if self.dist.enabled else None)
+                result = self._validate()
                 self.epoch += 1
+                self.trained_seconds += self.clock() - self.sitting_start
+                self.sitting_start = self.clock()
                 levels = result["levels"]
-                final = levels[max(k for k in levels if k != "ens")]
-                score = score_of(final)
-                self.scheduler.step(final["iou"])
+                final = deepest(levels)
+                score = score_of(final) if final else float(self.epoch)  # no validation: the latest is the best
+                if c.schedule == "plateau" and final:
+                    self.scheduler.step(final["iou"])
                 improved = score > self.best_score
                 if improved:
                     self.best_score, self.best_epoch = score, self.epoch
                 record = {"event": "epoch", "epoch": self.epoch, "train_loss": train_loss, "val_loss": result["loss"],
-                          "val": final, "val_levels": levels, "score": score, "best": improved,
-                          "lr": self.optimizer.param_groups[0]["lr"], "seconds": time.time() - t0, "time": time.time()}
+                          "val": final, "val_levels": levels, "score": score if final else None, "best": improved,
+                          "lr": self.optimizer.param_groups[0]["lr"], "seconds": time.time() - t0,
+                          "trained_seconds": self.trained_seconds, "time": time.time()}
                 self.epochs_history.append(record)
                 # the event first: a crash before last.pt is saved then repeats this epoch on --resume
                 # (its events are dropped), instead of leaving last.pt ahead of history.jsonl
@@ -258,7 +345,7 @@ class Trainer:
                 if improved:
                     self._save(final | {"levels": levels}, "best.pt", with_state=False)
                 self._save(final | {"levels": levels}, "last.pt", with_state=True)
-                if self.epoch - self.best_epoch >= c.patience:
+                if c.schedule == "plateau" and self.epoch - self.best_epoch >= c.patience:
                     reason = "early_stopping"
                     break
                 elapsed = (time.time() - start) / 60
@@ -271,10 +358,13 @@ class Trainer:
         if reason == "completed" and self.dist.any(self.stop_event.is_set()):  # the stop came during validation
             reason = "stopped"
         if reason == "stopped":
+            self.trained_seconds += self.clock() - self.sitting_start
             last_metrics = self.epochs_history[-1]["val"] if self.epochs_history else {}
             self._save(last_metrics, "last.pt", with_state=True)
         summary = {"event": "end", "epoch": self.epoch, "reason": reason, "best_epoch": self.best_epoch,
-                   "best_score": self.best_score, "minutes": (time.time() - start) / 60, "time": time.time()}
+                   "best_score": self.best_score if self.best_score > -math.inf and self.val_set else None,
+                   "minutes": (time.time() - start) / 60, "trained_minutes": self.trained_seconds / 60,
+                   "time": time.time()}
         self.history.emit(summary)
         self.dist.shutdown()
         return summary

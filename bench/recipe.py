@@ -1,0 +1,195 @@
+"""The recipe study: every training lever alone and combined, cross-validated over patients at one budget.
+
+    python bench/recipe.py run --data ../shared/data/lgg_mri/kaggle_3m --jobs 2   # trains what is missing
+    python bench/recipe.py status                                                 # one line per run
+    python bench/recipe.py report                                                 # docs/recipe.md
+
+``run`` trains each variant on each fold into ``runs/recipe/<variant>/fold<k>`` (``--resume``
+where a run was cut off), ``--jobs`` at a time with one torch thread each. Every run gets the
+same budget of CPU time (``--budget-clock cpu``): with one thread that is the wall time of a
+quiet core, and it stays fair when other work shares the machine. ``report`` scores each run's final
+model (no epoch picked on the validation fold) from the run folders, keeps the numbers in
+``docs/recipe/runs.json`` and writes ``docs/recipe.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = ROOT / "runs" / "recipe"
+RESULTS = ROOT / "docs" / "recipe" / "runs.json"
+DOC = ROOT / "docs" / "recipe.md"
+
+FOLDS = 3
+BUDGET_MINUTES = 15
+COMMON = ["--width", "16", "--size", "128", "--batch-size", "8", "--empty-fraction", "0.3",
+          "--folds", str(FOLDS), "--budget-minutes", str(BUDGET_MINUTES), "--budget-clock", "cpu", "--threads", "1", "--seed", "0"]
+BASELINE = ["--schedule", "plateau", "--intensity", "none", "--augment", "mild", "--ema", "0"]
+LEVERS = {  # name -> (what it changes, flags over the baseline)
+    "intensity": ("per-volume percentile intensity", ["--intensity", "volume"]),
+    "augment": ("strong per-channel intensity augmentation", ["--augment", "strong"]),
+    "schedule": ("warm-up + cosine decay over the budget", ["--schedule", "cosine", "--warmup", "0.05"]),
+    "ema": ("EMA of the weights (0.995)", ["--ema", "0.995"]),
+}
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "baseline": ("today's defaults (ImageNet scaling, mild augmentation, plateau, no EMA)", []),
+    "combined": ("all four levers", sum((flags for _, flags in LEVERS.values()), [])),
+    **{name: (text, flags) for name, (text, flags) in LEVERS.items()},
+}
+
+
+def command(variant: str, fold: int, data: str) -> list[str]:
+    """The ``core.train`` command of one run (``--resume`` is added when it continues)."""
+    return [sys.executable, "-m", "core.train", "--data", data, "--out", str(RUNS / variant / f"fold{fold}"),
+            *COMMON, "--fold", str(fold), *BASELINE, *VARIANTS[variant][1]]
+
+
+def finished(run: Path) -> bool:
+    """True when the run's history ends with an ``end`` event that is not a stop."""
+    history = run / "history.jsonl"
+    if not history.exists():
+        return False
+    events = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
+    return bool(events) and events[-1]["event"] == "end" and events[-1]["reason"] != "stopped"
+
+
+def run_all(data: str, jobs: int, variants: list[str]) -> None:
+    """Train every missing run, ``jobs`` at a time; a cut-off run resumes from its ``last.pt``."""
+    queue = [(v, k) for v in variants for k in range(FOLDS) if not finished(RUNS / v / f"fold{k}")]
+    running: list[tuple[subprocess.Popen, str]] = []
+    while queue or running:
+        while queue and len(running) < jobs:
+            variant, fold = queue.pop(0)
+            run = RUNS / variant / f"fold{fold}"
+            cmd = command(variant, fold, data) + (["--resume"] if (run / "last.pt").exists() else [])
+            run.mkdir(parents=True, exist_ok=True)
+            log = open(run / "train.log", "a")  # noqa: SIM115 (closed with the process)
+            print(f"{time.strftime('%H:%M:%S')} start {variant} fold {fold}", flush=True)
+            running.append((subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                             env={**os.environ, "OMP_NUM_THREADS": "1"}),
+                            f"{variant} fold {fold}"))
+        time.sleep(5)
+        for process, name in list(running):
+            if process.poll() is not None:
+                print(f"{time.strftime('%H:%M:%S')} end {name}: exit {process.returncode}", flush=True)
+                running.remove((process, name))
+
+
+def summarize(run: Path) -> dict[str, Any]:
+    """What the report needs of one finished run: its final model's metrics per level and its curve."""
+    events = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines() if line.strip()]
+    epochs = [e for e in events if e["event"] == "epoch"]
+    final = epochs[-1]["val_levels"]
+    return {
+        "epochs": len(epochs),
+        "minutes": epochs[-1].get("trained_seconds", sum(e["seconds"] for e in epochs)) / 60,
+        "final": {level: {k: round(v, 4) for k, v in m.items() if isinstance(v, float)} for level, m in final.items()},
+        "best_epoch_volume_dice": round(max(e["val"]["volume_dice_mean"] for e in epochs), 4),
+        "curve": [[round(e.get("trained_seconds", 0) / 60, 2), round(e["val"]["volume_dice_mean"], 4)] for e in epochs],
+    }
+
+
+def collect() -> dict[str, dict[str, Any]]:
+    """Summaries of every finished run, by ``variant/fold<k>``: from ``runs/`` where present, else as kept."""
+    kept = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    for variant in VARIANTS:
+        for fold in range(FOLDS):
+            run = RUNS / variant / f"fold{fold}"
+            if finished(run):
+                kept[f"{variant}/fold{fold}"] = summarize(run)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(kept, indent=1) + "\n")
+    return kept
+
+
+def spread(values: list[float]) -> str:
+    """``mean ± sd (n)`` of the folds' values."""
+    if not values:
+        return "-"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {sd:.3f}"
+
+
+def write_report() -> None:
+    """Write ``docs/recipe.md`` from the kept run summaries."""
+    runs = collect()
+    lines = [
+        "# The training recipe, lever by lever",
+        "",
+        f"Each row is one variant trained on each of {FOLDS} folds of the 74 LGG patients (split by patient, "
+        f"`--folds {FOLDS} --seed 0`), every run with the same budget of {BUDGET_MINUTES} minutes of one "
+        "core's time, and scored on its fold's validation patients with the model as it is at the end of "
+        "the run (no epoch picked on the validation patients). Numbers are the mean ± standard deviation "
+        "over folds. Rebuild with `python bench/recipe.py run --data <kaggle_3m>` then "
+        "`python bench/recipe.py report`.",
+        "",
+        f"Common settings: `{' '.join(COMMON)}`; baseline: `{' '.join(BASELINE)}`.",
+        "",
+        "| variant | changes | folds | epochs | volume Dice mean | volume Dice median | slice Dice | "
+        "L1 / L2 / L3 as % of L4 (volume Dice) | best epoch's volume Dice |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for variant, (text, flags) in VARIANTS.items():
+        done = [runs[f"{variant}/fold{k}"] for k in range(FOLDS) if f"{variant}/fold{k}" in runs]
+        if not done:
+            continue
+        deepest = [str(max(int(level) for level in r["final"] if level != "ens")) for r in done]
+        l4 = [r["final"][d] for r, d in zip(done, deepest)]
+        shares = []
+        for level in ("1", "2", "3"):
+            ratios = [r["final"][level]["volume_dice_mean"] / max(m["volume_dice_mean"], 1e-9)
+                      for r, m in zip(done, l4) if level in r["final"]]
+            shares.append(f"{100 * statistics.mean(ratios):.0f}%" if ratios else "-")
+        lines.append(
+            f"| {variant} | {text}{': `' + ' '.join(flags) + '`' if flags else ''} | {len(done)} | "
+            f"{statistics.mean(r['epochs'] for r in done):.1f} | "
+            f"{spread([m['volume_dice_mean'] for m in l4])} | {spread([m['volume_dice_median'] for m in l4])} | "
+            f"{spread([m['dice'] for m in l4])} | {' / '.join(shares)} | "
+            f"{spread([r['best_epoch_volume_dice'] for r in done])} |")
+    lines += ["", "Per fold, the final volume Dice (mean over the fold's patients) at the deepest head:", "",
+              "| variant | " + " | ".join(f"fold {k}" for k in range(FOLDS)) + " |",
+              "|---|" + "---|" * FOLDS]
+    for variant in VARIANTS:
+        cells = []
+        for k in range(FOLDS):
+            r = runs.get(f"{variant}/fold{k}")
+            cells.append(f"{r['final'][max((l for l in r['final'] if l != 'ens'), key=int)]['volume_dice_mean']:.3f}"
+                         if r else "-")
+        if any(c != "-" for c in cells):
+            lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    DOC.write_text("\n".join(lines) + "\n")
+    print(f"wrote {DOC.relative_to(ROOT)} from {len(runs)} runs")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="action", required=True)
+    r = sub.add_parser("run", help="train the missing runs")
+    r.add_argument("--data", required=True)
+    r.add_argument("--jobs", type=int, default=2)
+    r.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    sub.add_parser("status", help="one line per run")
+    sub.add_parser("report", help="score the runs and write docs/recipe.md")
+    args = p.parse_args(argv)
+    if args.action == "run":
+        run_all(args.data, args.jobs, args.variants)
+    elif args.action == "status":
+        for variant in VARIANTS:
+            for fold in range(FOLDS):
+                run = RUNS / variant / f"fold{fold}"
+                print(f"{variant:>10} fold {fold}: {'done' if finished(run) else 'started' if run.exists() else '-'}")
+    else:
+        write_report()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Intensity policies: how raw uint8 slices are put on a common scale before the network sees them.
+
+A checkpoint records its policy in ``preprocessing["intensity"]``; training, evaluation,
+prediction and the app all call ``standardize`` with it, so they see the same inputs.
+
+- ``"none"``: slices as decoded (checkpoints made before policies existed).
+- ``"volume"``: per volume and per channel, the 1st..99.5th percentile of the voxels inside the
+  body (non-zero in any channel) is stretched to 0..255. Scans from scanners with other gains or
+  windows then look alike; a single 2D image is its own volume.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+POLICIES = ("none", "volume")
+PERCENTILES = (1.0, 99.5)
+
+
+def standardize(images: np.ndarray, policy: str = "none") -> np.ndarray:
+    """Apply ``policy`` to the uint8 slices ``(N, H, W, C)`` of ONE volume (or one image, N=1).
+
+    Example:
+        >>> dim = np.zeros((2, 8, 8, 1), np.uint8); dim[:, 2:6, 2:6] = np.arange(16, dtype=np.uint8).reshape(4, 4)[..., None]
+        >>> out = standardize(dim, "volume")
+        >>> int(out.max()), int(out[0, 0, 0, 0])   # the body fills the range, the background stays 0
+        (255, 0)
+        >>> standardize(dim, "none") is dim
+        True
+    """
+    if policy == "none":
+        return images
+    if policy != "volume":
+        raise ValueError(f"unknown intensity policy {policy!r}; choose from {POLICIES}")
+    body = images.max(axis=-1) > 0
+    if not body.any():
+        return images
+    out = np.empty_like(images)
+    for c in range(images.shape[-1]):
+        channel = images[..., c]
+        lo, hi = np.percentile(channel[body], PERCENTILES)
+        if hi <= lo:
+            out[..., c] = channel
+            continue
+        scaled = (channel.astype(np.float32) - lo) * (255.0 / (hi - lo))
+        out[..., c] = np.clip(np.round(scaled), 0, 255).astype(np.uint8)
+        out[..., c][~body] = 0
+    return out
+
+
+def standardize_volumes(images: np.ndarray, volumes: list[str], policy: str = "none") -> np.ndarray:
+    """``standardize`` each volume of a stack of slices; ``volumes[i]`` names slice ``i``'s volume."""
+    if policy == "none":
+        return images
+    out = np.empty_like(images)
+    ids = np.asarray(volumes)
+    for volume in dict.fromkeys(volumes):
+        rows = np.flatnonzero(ids == volume)
+        out[rows] = standardize(images[rows], policy)
+    return out

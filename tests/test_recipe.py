@@ -1,0 +1,118 @@
+"""The training recipe's levers: folds, intensity policy, strong augmentation, schedules over a time budget, EMA."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core.checkpoint import load_checkpoint, read_checkpoint
+from core.data import split_volumes, train_augmentation
+from core.data.intensity import standardize, standardize_volumes
+from core.data.synthetic import make_synthetic
+from core.inference import segment_images
+from core.train import build_parser, parse_args
+from core.training.config import TrainConfig, cli_fields
+from core.training.history import read_history
+from core.training.trainer import Trainer
+
+TINY = {"width": 4, "size": 32, "batch_size": 8, "threads": 1}
+
+
+def epochs_of(run: Path) -> list[dict]:
+    return [e for e in read_history(run / "history.jsonl") if e["event"] == "epoch"]
+
+
+def test_folds_cover_every_volume_once_and_are_reproducible() -> None:
+    ids = [f"p{i:02d}" for i in range(74)]
+    vals = [split_volumes(ids, 0.2, seed=0, folds=3, fold=k)[1] for k in range(3)]
+    assert sorted(sum(vals, [])) == ids and [len(v) for v in vals] == [25, 25, 24]
+    assert vals == [split_volumes(ids, 0.2, seed=0, folds=3, fold=k)[1] for k in range(3)]
+    assert vals != [split_volumes(ids, 0.2, seed=1, folds=3, fold=k)[1] for k in range(3)]
+    for k in range(3):
+        train, val = split_volumes(ids, 0.2, 0, 3, k)
+        assert not set(train) & set(val) and len(train) + len(val) == 74
+    assert split_volumes(ids, 0.0, 0) == (ids, [])
+    with pytest.raises(ValueError, match="fold must be between 0 and 2"):
+        split_volumes(ids, 0.2, 0, folds=3, fold=3)
+
+
+def test_volume_intensity_undoes_a_scanner_gain() -> None:
+    volume = make_synthetic(n_volumes=1, slices_per_volume=6, size=64, seed=2).images
+    dim = (volume.astype(np.float32) * 0.45).round().astype(np.uint8)  # the same head, another gain
+    a, b = standardize(volume, "volume"), standardize(dim, "volume")
+    assert np.abs(a.astype(int) - b.astype(int)).mean() < 3  # alike after the policy...
+    assert np.abs(volume.astype(int) - dim.astype(int)).mean() > 20  # ...not before
+    assert (a[volume.max(-1) == 0] == 0).all()  # background stays background
+    stacked = standardize_volumes(np.concatenate([volume, dim]), ["a"] * 6 + ["b"] * 6, "volume")
+    assert np.array_equal(stacked[:6], a) and np.array_equal(stacked[6:], b)
+    with pytest.raises(ValueError, match="unknown intensity policy"):
+        standardize(volume, "zscore")
+
+
+def test_strong_augmentation_changes_channels_independently() -> None:
+    image = np.full((32, 32, 3), 120, np.uint8)
+    mask = np.zeros((32, 32), np.uint8)
+    strong, mild = train_augmentation("strong"), train_augmentation("mild")
+    spreads = [np.ptp(strong(image=image, mask=mask)["image"].reshape(-1, 3).mean(0)) for _ in range(40)]
+    assert max(spreads) > 20  # channels moved apart
+    assert max(np.ptp(mild(image=image, mask=mask)["image"].reshape(-1, 3).mean(0)) for _ in range(40)) < 1
+
+
+def test_every_config_field_is_a_flag_with_help() -> None:
+    help_text = build_parser().format_help()
+    for f in cli_fields():
+        assert (f.metadata.get("flag") or "--" + f.name.replace("_", "-")) in help_text
+    config = parse_args(["--schedule", "cosine", "--warmup", "0.1", "--ema", "0.99", "--intensity", "volume",
+                         "--augment", "strong", "--folds", "3", "--fold", "2", "--budget-minutes", "5"])
+    assert (config.schedule, config.warmup, config.ema, config.intensity, config.augment, config.folds,
+            config.fold, config.budget_minutes) == ("cosine", 0.1, 0.99, "volume", "strong", 3, 2, 5.0)
+    with pytest.raises(SystemExit):
+        parse_args(["--schedule", "step"])
+
+
+def test_a_time_budget_ends_with_a_finished_schedule_and_resume_continues_it(tmp_path: Path) -> None:
+    data = make_synthetic(n_volumes=6, slices_per_volume=8, size=32, seed=1)
+    run = tmp_path / "run"
+    config = TrainConfig(out=str(run), **TINY, budget_minutes=0.08, schedule="cosine", warmup=0.1, ema=0.9,
+                         intensity="volume", augment="strong", folds=3, fold=1, epochs=1)
+    summary = Trainer(config, data=data).fit()
+    epochs = epochs_of(run)
+    assert summary["reason"] == "completed" and len(epochs) > 1  # --epochs 1 is replaced by the budget
+    assert 0.08 <= summary["trained_minutes"] < 0.08 + 0.05
+    steps = [e for e in read_history(run / "history.jsonl") if e["event"] == "step"]
+    lrs = [s["lr"] for s in steps]
+    assert max(lrs) > 0.5e-3 and lrs[-1] < 0.1e-3 and lrs[0] < lrs[len(lrs) // 3]  # warm-up, then decay to ~0
+    last = read_checkpoint(run / "last.pt")
+    assert last["preprocessing"]["intensity"] == "volume" and last["split"]["folds"] == 3
+    assert last["ema"]["updates"] == len(steps) and "train_state_dict" in last
+    # the saved model is the average, not the raw weights
+    assert any(not torch.equal(last["state_dict"][k], last["train_state_dict"][k]) for k in last["state_dict"])
+    resumed = Trainer(TrainConfig.from_dict({**config.to_dict(), "resume": True, "budget_minutes": 0.12}),
+                      data=data).fit()
+    assert resumed["reason"] == "completed" and 0.12 <= resumed["trained_minutes"] < 0.12 + 0.05
+    assert len(epochs_of(run)) > len(epochs)
+    assert read_checkpoint(run / "last.pt")["ema"]["updates"] > last["ema"]["updates"]
+
+
+def test_training_on_every_volume_saves_the_latest_model(tmp_path: Path) -> None:
+    data = make_synthetic(n_volumes=4, slices_per_volume=8, size=32, seed=1)
+    run = tmp_path / "all"
+    summary = Trainer(TrainConfig(out=str(run), **TINY, epochs=2, val_fraction=0.0, schedule="poly"), data=data).fit()
+    assert summary["reason"] == "completed" and summary["best_score"] is None
+    best = read_checkpoint(run / "best.pt")
+    assert best["epoch"] == 2 and best["split"]["val"] == [] and len(best["split"]["train"]) == 4
+
+
+def test_inference_applies_the_checkpoint_intensity_policy(tmp_path: Path) -> None:
+    data = make_synthetic(n_volumes=6, slices_per_volume=8, size=32, seed=1)
+    Trainer(TrainConfig(out=str(tmp_path / "run"), **TINY, epochs=2, intensity="volume"), data=data).fit()
+    model, meta = load_checkpoint(tmp_path / "run" / "last.pt")
+    pre = meta["preprocessing"]
+    assert pre["intensity"] == "volume"
+    dim = (make_synthetic(n_volumes=1, slices_per_volume=6, size=48, seed=2).images * 0.5).astype(np.uint8)
+    policed = segment_images(model, pre, dim, 4)
+    assert np.allclose(policed, segment_images(model, pre | {"intensity": "none"}, standardize(dim, "volume"), 4))
+    unpoliced = segment_images(model, pre | {"intensity": "none"}, dim, 4)  # the dim volume as it is
+    assert np.abs(policed - unpoliced).max() > 1e-3
