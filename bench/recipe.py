@@ -2,6 +2,7 @@
 
     python bench/recipe.py run --data ../shared/data/lgg_mri/kaggle_3m --jobs 2   # trains what is missing
     python bench/recipe.py status                                                 # one line per run
+    python bench/recipe.py tune --data ../shared/data/lgg_mri/kaggle_3m           # post-processing rule
     python bench/recipe.py report                                                 # docs/recipe.md
 
 ``run`` trains each variant on each fold into ``runs/recipe/<variant>/fold<k>`` (``--resume``
@@ -39,10 +40,15 @@ LEVERS = {  # name -> (what it changes, flags over the baseline)
     "schedule": ("warm-up + cosine decay over the budget", ["--schedule", "cosine", "--warmup", "0.05"]),
     "ema": ("EMA of the weights (0.995)", ["--ema", "0.995"]),
 }
+EXTRA_LEVERS = {  # measured on top of the combination
+    "area_sampling": ("combined + slices drawn by lesion area", ["--sampling", "area"]),
+    "distill": ("combined + self-distillation of L1-L3 from L4 (0.5)", ["--distill", "0.5"]),
+}
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "baseline": ("today's defaults (ImageNet scaling, mild augmentation, plateau, no EMA)", []),
     "combined": ("all four levers", sum((flags for _, flags in LEVERS.values()), [])),
     **{name: (text, flags) for name, (text, flags) in LEVERS.items()},
+    **{name: (text, sum((f for _, f in LEVERS.values()), []) + flags) for name, (text, flags) in EXTRA_LEVERS.items()},
 }
 
 
@@ -169,6 +175,51 @@ def write_report() -> None:
     print(f"wrote {DOC.relative_to(ROOT)} from {len(runs)} runs")
 
 
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
+COMPONENT_FRACTIONS = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0)
+TUNED = ROOT / "docs" / "recipe" / "postprocess.json"
+
+
+def tune(variant: str, data: str) -> dict[str, Any]:
+    """Score every post-processing rule on each fold's validation patients with that fold's final model.
+
+    Every patient is scored once (by the model that did not train on it); the rule with the best
+    mean volume Dice over all of them, per level, is the one to store in checkpoints.
+    """
+    import torch
+
+    from core.checkpoint import load_checkpoint
+    from core.data import load_source
+    from core.evaluation import postprocessed_volume_dice, volume_predictions
+    from core.runtime import autocast_dtype
+
+    torch.set_num_threads(1)
+    scores: dict[str, dict[str, dict[str, float]]] = {}  # level -> rule key -> volume -> Dice
+    for fold in range(FOLDS):
+        model, meta = load_checkpoint(RUNS / variant / f"fold{fold}" / "last.pt")
+        pre = meta["preprocessing"]
+        val = load_source(data, pre["input_size"], 3, 1, meta["split"]["val"], pre.get("intensity", "none"))
+        for level in model.levels:
+            for hflip in (False, True):
+                predictions = volume_predictions(model, pre, val, level, autocast_dtype(torch.device("cpu"), "auto"),
+                                                 hflip)
+                for threshold in THRESHOLDS:
+                    for fraction in COMPONENT_FRACTIONS:
+                        rule = {"threshold": threshold, "min_component_fraction": fraction, "hflip": hflip}
+                        dice = postprocessed_volume_dice(predictions, rule)
+                        scores.setdefault(str(level), {}).setdefault(json.dumps(rule), {}).update(dice)
+        print(f"{variant} fold {fold}: scored", flush=True)
+    table = {level: {rule: statistics.mean(d.values()) for rule, d in rules.items()} for level, rules in scores.items()}
+    result = {"variant": variant, "patients": len(next(iter(next(iter(scores.values())).values()))),
+              "plain": {level: rules[json.dumps({"threshold": 0.5, "min_component_fraction": 0.0, "hflip": False})]
+                        for level, rules in table.items()},
+              "best": {level: json.loads(max(rules, key=rules.get)) | {"volume_dice_mean": max(rules.values())}
+                       for level, rules in table.items()},
+              "table": table}
+    TUNED.write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="action", required=True)
@@ -176,11 +227,17 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--data", required=True)
     r.add_argument("--jobs", type=int, default=2)
     r.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    t = sub.add_parser("tune", help="choose the post-processing rule on the folds of one variant")
+    t.add_argument("--data", required=True)
+    t.add_argument("--variant", default="combined", choices=list(VARIANTS))
     sub.add_parser("status", help="one line per run")
     sub.add_parser("report", help="score the runs and write docs/recipe.md")
     args = p.parse_args(argv)
     if args.action == "run":
         run_all(args.data, args.jobs, args.variants)
+    elif args.action == "tune":
+        best = tune(args.variant, args.data)["best"]
+        print(json.dumps(best, indent=1))
     elif args.action == "status":
         for variant in VARIANTS:
             for fold in range(FOLDS):

@@ -24,8 +24,10 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "u
 
 def format_table(result: dict[str, Any]) -> str:
     """The evaluation result as an aligned text table, one row per level."""
-    columns = ["dice", "iou", "volume_dice_mean", "volume_dice_median", "params", "flops", "ms_per_image"]
-    rows = result["levels"]
+    columns = ["dice", "iou", "volume_dice_mean", "volume_dice_median", "postprocessed_mean", "params", "flops",
+               "ms_per_image"]
+    rows = {level: row | ({"postprocessed_mean": row["postprocessed"]["volume_dice_mean"]} if "postprocessed" in row else {})
+            for level, row in result["levels"].items()}
     present = [c for c in columns if any(c in r for r in rows.values())]
     lines = [f"{'level':>6} " + " ".join(f"{c:>18}" for c in present)]
     for level, row in rows.items():

@@ -13,7 +13,7 @@ from core.complexity import count_flops, count_parameters, measure_latency
 from core.data import DataError, SliceDataset, SliceSet
 from core.inference import Level, evaluate_loader, model_levels, predict_images
 from core.postprocess import DEFAULT as DEFAULT_RULE
-from core.postprocess import volume_mask
+from core.postprocess import rule_of, volume_mask
 
 
 def split_ids(meta: dict[str, Any], split: str) -> list[str] | None:
@@ -61,7 +61,8 @@ def evaluate_model(
     """Metrics of ``levels`` (default: all) on ``slices``, plus params, FLOPs and ms per image.
 
     The result is what ``python -m core.evaluate --json`` writes; each level also lists the Dice
-    of every volume (``volume_dice``) where the data has volumes.
+    of every volume (``volume_dice``) where the data has volumes, and where the checkpoint
+    carries a post-processing rule, the volume Dice under it (``postprocessed``).
 
     Example (an untrained width-4 model on two 32x32 slices of one volume):
         >>> import numpy as np
@@ -108,6 +109,14 @@ def evaluate_model(
         }
         if level in evaluated["volumes"]:
             row["volume_dice"] = evaluated["volumes"][level]
+            if meta.get("postprocessing"):  # the checkpoint's own rule, as predict and the app apply it
+                rule = rule_of(meta)
+                dice = postprocessed_volume_dice(
+                    volume_predictions(model, meta["preprocessing"], slices, level, dtype, rule["hflip"], batch_size),
+                    rule)
+                row["postprocessed"] = {"rule": rule, "volume_dice_mean": float(np.mean(list(dice.values()))),
+                                        "volume_dice_median": float(np.median(list(dice.values()))),
+                                        "volume_dice": dice}
         result["levels"][str(level)] = row
     if volumes is not None:
         result["n_volumes"] = len(set(volumes))

@@ -12,6 +12,7 @@ from torch import nn
 
 from core.data.intensity import standardize
 from core.data.slices import resize_image
+from core.postprocess import filter_components
 from core.losses import probabilities
 from core.metrics import SegmentationMetrics
 from core.runtime import autocast, memory_format
@@ -140,14 +141,15 @@ def evaluate_loader(
 def segment_images(
     model: nn.Module, preprocessing: dict[str, Any], images: np.ndarray, level: Level,
     dtype: torch.dtype | None = None, batch_size: int = 8, progress: Callable[[float], None] | None = None,
-    turn: Callable[[], AbstractContextManager] = nullcontext,
+    turn: Callable[[], AbstractContextManager] = nullcontext, hflip: bool = False,
 ) -> np.ndarray:
     """Probabilities ``(N, C_out, H, W)`` for uint8 ``(N, H, W, C)`` images (slices of a scan) at their size.
 
     ``images`` are one volume (or one image): the checkpoint's intensity policy is applied to
     them as a whole. Images are resized to the model's training size (if it has one) and the
     probabilities resized back, so that structures keep the scale the model learned.
-    ``progress`` gets the fraction done; each batch runs inside ``turn()`` (the app passes a lock
+    ``hflip`` averages with the mirrored images' prediction. ``progress`` gets the fraction done;
+    each batch runs inside ``turn()`` (the app passes a lock
     so that concurrent sessions take turns instead of oversubscribing the cores).
     """
     images = standardize(images, preprocessing.get("intensity", "none"))
@@ -159,7 +161,7 @@ def segment_images(
         if size:
             batch = np.stack([resize_image(image, size) for image in batch])
         with turn():
-            probs = predict_images(model, batch, preprocessing, level, dtype, batch_size)
+            probs = predict_images(model, batch, preprocessing, level, dtype, batch_size, hflip)
         if probs.shape[2:] != (h, w):
             probs = np.stack([[cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR) for p in image] for image in probs])
         out.append(probs)
@@ -183,11 +185,17 @@ def probabilities_to_mask(probs: np.ndarray, threshold: float = 0.5) -> np.ndarr
     return probs.argmax(0).astype(np.uint8)
 
 
-def lesion_masks(probs: np.ndarray, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-    """``(N, C, H, W)`` probabilities -> lesion probability ``(N, H, W)`` and masks ``(N, H, W)``.
+def lesion_masks(
+    probs: np.ndarray, threshold: float = 0.5, min_component_fraction: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(N, C, H, W)`` probabilities of one scan -> lesion probability ``(N, H, W)`` and masks ``(N, H, W)``.
 
     The lesion probability is the foreground channel (binary) or 1 - background (multi-class);
-    masks are as ``probabilities_to_mask``.
+    masks are as ``probabilities_to_mask``. ``min_component_fraction`` then drops the scan's 3D
+    connected lesion components smaller than that share of the largest (``core.postprocess``).
     """
     lesion = probs[:, 0] if probs.shape[1] == 1 else 1.0 - probs[:, 0]
-    return lesion, np.stack([probabilities_to_mask(p, threshold) for p in probs])
+    masks = np.stack([probabilities_to_mask(p, threshold) for p in probs])
+    if min_component_fraction > 0:
+        masks = np.where(filter_components(masks > 0, min_component_fraction), masks, 0).astype(np.uint8)
+    return lesion, masks

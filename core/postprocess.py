@@ -1,9 +1,9 @@
 """Turning a volume's lesion probabilities into its mask: threshold, then 3D connected components.
 
 A checkpoint may carry the rule chosen on validation folds in ``postprocessing``
-(``{"threshold": 0.5, "min_component_fraction": 0.1}``); ``core.predict``, ``core.evaluate``
-and the Segment page use it by default, and a checkpoint without one keeps threshold 0.5 and
-every component.
+(``{"threshold": 0.5, "min_component_fraction": 0.1, "hflip": True}``); ``core.predict``,
+``core.evaluate`` and the Segment page use it by default, and a checkpoint without one keeps
+threshold 0.5, every component and no test-time flip.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-DEFAULT = {"threshold": 0.5, "min_component_fraction": 0.0}
+DEFAULT = {"threshold": 0.5, "min_component_fraction": 0.0, "hflip": False}
 _CONNECTIVITY = ndimage.generate_binary_structure(3, 1)  # 6-connected voxels
 
 

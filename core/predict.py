@@ -25,6 +25,7 @@ from core.evaluate import DEFAULT_CHECKPOINT
 from core.inference import lesion_masks, parse_level, segment_images
 from core.lesions import csv_text, volume_summary
 from core.outputs import unique_stems, write_outputs
+from core.postprocess import rule_of
 from core.runtime import autocast_dtype, reexec_with_tuned_malloc, select_device
 
 
@@ -33,7 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("inputs", nargs="+", type=Path, help="images, TIFF stacks, DICOM files or zips, NIfTI volumes")
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     p.add_argument("--level", default=None, help="pruning level 1..4 or 'ens' (default: the deepest head)")
-    p.add_argument("--threshold", type=float, default=0.5, help="probability above which a pixel is lesion")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="probability from which a pixel is lesion (default: the checkpoint's, chosen on validation "
+                        "folds, else 0.5)")
+    p.add_argument("--min-component-fraction", type=float, default=None,
+                   help="drop 3D lesion components smaller than this share of the largest (default: the "
+                        "checkpoint's rule, else 0: keep all)")
+    p.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None,
+                   help="average with the mirrored image's prediction (default: the checkpoint's rule)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
@@ -43,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         model, meta = load_checkpoint(args.checkpoint, device)
         level = parse_level(args.level) if args.level else max(model.levels)
         dtype = autocast_dtype(device, args.precision)
+        rule = rule_of(meta) | {k: v for k, v in (("threshold", args.threshold), ("hflip", args.hflip),
+                                                  ("min_component_fraction", args.min_component_fraction))
+                                if v is not None}
     except (CheckpointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -56,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             failed += 1
     for scan, stem in zip(scans, unique_stems([s.name for s in scans])):
-        lesion, masks = lesion_masks(segment_images(model, meta["preprocessing"], scan.slices, level, dtype), args.threshold)
+        probs = segment_images(model, meta["preprocessing"], scan.slices, level, dtype, hflip=rule["hflip"])
+        lesion, masks = lesion_masks(probs, rule["threshold"], rule["min_component_fraction"])
         written = write_outputs(scan, lesion, masks, args.out, stem)
         summary = volume_summary(scan, masks > 0, lesion)
         summaries.append(summary)

@@ -31,25 +31,33 @@ class SliceDataset(Dataset):
 class EpochSampler(Sampler[int]):
     """Each epoch: every slice with foreground plus a random share of empty slices, shuffled.
 
-    ``empty_fraction=1`` uses every slice. Call ``set_epoch`` for a new draw per epoch. With
+    ``empty_fraction=1`` uses every slice. With ``areas`` (lesion pixels per slice) the epoch
+    instead draws as many slices with replacement, half of the probability in proportion to the
+    lesion area and half uniform, as Buda et al. sample. Call ``set_epoch`` for a new draw per epoch. With
     ``num_replicas > 1`` (distributed training) every rank draws the same epoch and takes every
     ``num_replicas``-th slice from ``rank`` on, the draw padded by wrapping so all ranks run as
     many steps.
     """
 
     def __init__(self, positive: np.ndarray, empty_fraction: float = 1.0, seed: int = 0,
-                 num_replicas: int = 1, rank: int = 0) -> None:
+                 num_replicas: int = 1, rank: int = 0, areas: np.ndarray | None = None) -> None:
         self.positive, self.empty_fraction, self.seed, self.epoch = positive, empty_fraction, seed, 0
         self.num_replicas, self.rank = num_replicas, rank
+        self.weights = None
+        if areas is not None and areas.sum() > 0:
+            self.weights = 0.5 * areas / areas.sum() + 0.5 / len(areas)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def _draw(self) -> np.ndarray:
         rng = np.random.default_rng((self.seed, self.epoch))
-        pos, neg = np.flatnonzero(self.positive), np.flatnonzero(~self.positive)
-        neg = rng.permutation(neg)[: round(len(neg) * self.empty_fraction)]
-        drawn = rng.permutation(np.concatenate([pos, neg]))
+        if self.weights is not None:
+            drawn = rng.choice(len(self.weights), size=self._total(), p=self.weights)
+        else:
+            pos, neg = np.flatnonzero(self.positive), np.flatnonzero(~self.positive)
+            neg = rng.permutation(neg)[: round(len(neg) * self.empty_fraction)]
+            drawn = rng.permutation(np.concatenate([pos, neg]))
         if self.num_replicas == 1:
             return drawn
         padded = np.resize(drawn, len(self) * self.num_replicas)  # np.resize repeats from the start
@@ -58,6 +66,8 @@ class EpochSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         return iter(self._draw().tolist())
 
+    def _total(self) -> int:
+        return int(self.positive.sum()) + round(int((~self.positive).sum()) * self.empty_fraction)
+
     def __len__(self) -> int:
-        total = int(self.positive.sum()) + round(int((~self.positive).sum()) * self.empty_fraction)
-        return -(-total // self.num_replicas)
+        return -(-self._total() // self.num_replicas)

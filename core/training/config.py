@@ -33,6 +33,8 @@ class TrainConfig:
     deep_supervision: bool = option(True, "one head on x0_4 instead of four (UNet++ only)",
                                     flag="--no-deep-supervision")
     ds_weights: list[float] | None = option(None, "loss weight per head (default equal)")
+    distill: float = option(0.0, "self-distillation: weight of a loss pulling the shallow heads towards the "
+                                 "deepest head's probabilities, for the pruned levels (0: off)")
     epochs: int = option(50, "epochs to train (the schedule's length unless --budget-minutes is given)")
     budget_minutes: float | None = option(
         None, "lay the whole schedule (warm-up, decay, end) over this many minutes of wall time, "
@@ -70,6 +72,9 @@ class TrainConfig:
                                  "divided by 10")
     empty_fraction: float = option(1.0, "share of slices with an empty mask drawn each epoch (all non-empty "
                                         "ones always are)")
+    sampling: str = option("positive", "positive: every lesion slice plus --empty-fraction of the empty ones; "
+                                       "area: as many slices drawn with probability half by lesion area, half "
+                                       "uniform (Buda et al.)", ("positive", "area"))
     max_minutes: float | None = option(None, "stop after the epoch that would pass this time")
     max_volumes: int | None = option(None, "use only the first N volumes (patients), sorted by id: for quick tries")
     in_channels: int = option(3)

@@ -34,7 +34,7 @@ from tqdm import tqdm
 from core.checkpoint import CheckpointError, atomic_save, default_normalization, make_checkpoint, read_checkpoint
 from core.data import EpochSampler, SliceDataset, SliceSet, load_source, split_volumes, train_augmentation
 from core.inference import evaluate_loader, normalize
-from core.losses import BCEDiceLoss, DeepSupervisionLoss
+from core.losses import BCEDiceLoss, DeepSupervisionLoss, SelfDistillationLoss
 from core.models import build_model, model_config
 from core.runtime import autocast, autocast_dtype, memory_format, select_device
 from core.training.config import TrainConfig
@@ -120,8 +120,9 @@ class Trainer:
         self.val_volumes = self.val_set.volumes if slices.has_volumes else None
         self.normalization = default_normalization(c.in_channels) | {"intensity": c.intensity}
 
+        areas = (self.train_set.masks > 0).reshape(len(self.train_set), -1).sum(1) if c.sampling == "area" else None
         self.sampler = EpochSampler(self.train_set.positive, c.empty_fraction, c.seed,
-                                    self.dist.world_size, self.dist.rank)
+                                    self.dist.world_size, self.dist.rank, areas)
         loader_args = {"num_workers": c.workers, "persistent_workers": c.workers > 0,
                        "pin_memory": self.device.type == "cuda"}
         self.train_loader = DataLoader(SliceDataset(self.train_set, train_augmentation(c.augment)), c.batch_size,
@@ -168,9 +169,11 @@ class Trainer:
 
     # -- builders: override these to change the loss, the optimiser or the weight averaging ----
     def _build_loss(self) -> nn.Module:
-        """The seed recipe's loss: alpha*BCE + (1-alpha)*soft Dice on every deep-supervision head."""
+        """alpha*BCE + (1-alpha)*soft Dice on every deep-supervision head (the seed recipe), plus
+        self-distillation of the shallow heads from the deepest with ``--distill``."""
         c = self.config
-        return DeepSupervisionLoss(BCEDiceLoss(c.alpha, batch_dice=c.batch_dice), c.ds_weights)
+        loss = DeepSupervisionLoss(BCEDiceLoss(c.alpha, batch_dice=c.batch_dice), c.ds_weights)
+        return SelfDistillationLoss(loss, c.distill) if c.distill else loss
 
     def configure_optimizers(self) -> tuple[torch.optim.Optimizer, Any]:
         """Adam, and ReduceLROnPlateau for the plateau schedule (other schedules set lr per step)."""
