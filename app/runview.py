@@ -49,6 +49,8 @@ def status_text(run: RunInfo, events: list[Event] | None = None) -> str:
     parts = [STATUS[run.status][0]]
     if run.epochs:
         parts.append(f"epoch {run.epoch}/{run.epochs}")
+    elif run.epoch:  # a time-budget run: its epochs are what fits in the budget
+        parts.append(f"epoch {run.epoch}")
     if run.best_score is not None:
         parts.append(f"best {score_name(events or [])} {run.best_score:.3f} (epoch {run.best_epoch})")
     return " · ".join(parts)
@@ -78,8 +80,18 @@ def progress_line(events: list[Event], alive: bool, now: float | None = None) ->
     done = max((e["epoch"] for e in events if e.get("event") == "epoch"), default=0)
     session = events[max(i for i, e in enumerate(events) if e.get("event") in ("start", "resume")):]
     step = max((e["step"] for e in session if e.get("event") == "step" and e["epoch"] == done + 1), default=0)
-    elapsed = format_duration(training_seconds(events, alive, now))
+    seconds = training_seconds(events, alive, now)
+    elapsed = format_duration(seconds)
     end = events[-1] if events[-1].get("event") == "end" else None
+    budget = starts[-1].get("budget_minutes")
+    if budget:  # a time budget: the schedule ends with it, the epochs are what fits
+        fraction = min(1.0, seconds / (budget * 60))
+        if alive:
+            return fraction, (f"Epoch {done + 1} · step {step}/{steps} · {elapsed} of {format_duration(budget * 60)}"
+                              f" · about {format_duration(max(0.0, budget * 60 - seconds))} left")
+        if end is not None and end.get("reason") == "completed":
+            return 1.0, f"{done} epochs in the {format_duration(budget * 60)} budget"
+        return fraction, f"Stopped after epoch {done}, {elapsed} of the {format_duration(budget * 60)} budget"
     if alive:
         text = f"Epoch {min(done + 1, epochs)}/{epochs} · step {step}/{steps} · {elapsed} elapsed"
         p = progress(events, now)

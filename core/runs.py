@@ -266,6 +266,9 @@ def progress(events: list[Event], now: float | None = None) -> Progress | None:
     steps = [e for e in session if e.get("event") == "step"]
     epoch_done = max([e["epoch"] for e in session if e.get("event") == "epoch"], default=first)
     total = max(1, (epochs - first) * spe)
+    if start.get("budget_minutes"):  # steps are not known in advance: the fraction is of the time budget
+        total = max(1, round((start["budget_minutes"] * 60 - start.get("trained_seconds", 0.0))
+                             / max(elapsed, 1e-9) * max(len(steps), 1)))
     if not steps:
         return Progress(max(first, 1), epochs, 0, spe, 1.0 if ended else 0.0, elapsed, None)
     last = steps[-1]
@@ -273,6 +276,8 @@ def progress(events: list[Event], now: float | None = None) -> Progress | None:
     if ended:
         return Progress(epoch_done, epochs, last["step"], spe, done / total, elapsed, 0.0)
     eta = elapsed / done * max(0, total - done)
+    if start.get("budget_minutes"):  # the schedule ends when the budget is spent, whatever the epochs
+        eta = max(0.0, start["budget_minutes"] * 60 - start.get("trained_seconds", 0.0) - elapsed)
     limit = (start.get("config") or {}).get("max_minutes")
     if limit:  # the run stops after the epoch that passes its time limit
         eta = min(eta, max(0.0, limit * 60 - elapsed))
@@ -336,7 +341,7 @@ def describe(run: Path, trainers: dict[Path, int] | None = None, events: list[Ev
     return RunInfo(
         path=run, status=status, pid=pid, config=run_config(run, events),
         epoch=epoch_events[-1]["epoch"] if epoch_events else 0,
-        epochs=starts[-1]["epochs"] if starts else None,
+        epochs=starts[-1]["epochs"] if starts and not starts[-1].get("budget_minutes") else None,
         best_score=best[-1]["score"] if best else None,
         best_epoch=best[-1]["epoch"] if best else None,
         started=started, updated=updated,

@@ -17,7 +17,7 @@ from core.data import SYNTHETIC
 from core.data.folder import is_image_mask_folder
 from core.data.lgg import is_lgg_folder
 from core.runs import RunError, RunInfo, launch, list_runs, read_run_history, run_folder
-from core.training.config import TrainConfig
+from core.training.config import TrainConfig, cli_fields, default_of
 
 SOURCES = {  # label -> None for synthetic, else (folder check, what the folder should be)
     "Synthetic demo (no download)": None,
@@ -27,6 +27,11 @@ SOURCES = {  # label -> None for synthetic, else (folder check, what the folder 
 ARCHS = {"UNet++": "unetpp", "U-Net": "unet"}
 ARCH_LABELS = {v: k for k, v in ARCHS.items()}
 NEW_NAME = "_new_run_name"
+DEFAULTS = TrainConfig()
+RECIPE = {  # TrainConfig field -> label on this page; help, choices and defaults come from the field
+    "intensity": "Intensity", "augment": "Augmentation", "schedule": "Schedule", "sampling": "Sampling",
+    "warmup": "Warm-up share", "ema": "Weight average (EMA)", "distill": "Self-distillation",
+}
 
 
 def fresh_name() -> str:
@@ -60,6 +65,21 @@ def training_threads(running: int) -> int:
     return max(1, ((os.cpu_count() or 1) - 1) // (running + 1))
 
 
+def recipe_options() -> dict:
+    """The recipe's levers (``RECIPE`` fields of ``TrainConfig``), each with its CLI help and default."""
+    values = {}
+    columns = st.columns(4)
+    for i, f in enumerate(f for f in cli_fields() if f.name in RECIPE):
+        box, label, default = columns[i % 4], RECIPE[f.name], default_of(f)
+        if f.metadata.get("choices"):
+            choices = list(f.metadata["choices"])
+            values[f.name] = box.selectbox(label, choices, choices.index(default), help=f.metadata["help"])
+        else:
+            values[f.name] = box.number_input(label, 0.0, 1.0, float(default), 0.005, format="%.3f",
+                                              help=f.metadata["help"])
+    return values
+
+
 def new_run_form(expanded: bool) -> None:
     """The form that launches ``python -m core.train`` into ``runs/NAME``."""
     st.session_state.setdefault(NEW_NAME, fresh_name())
@@ -79,10 +99,19 @@ def new_run_form(expanded: bool) -> None:
         deep = c.checkbox("Deep supervision", True, help="UNet++: a head on each x0_j, so it can be pruned")
         size = d.number_input("Input size", 16, 512, 64, step=16, help="Slices are resized to size × size pixels")
         a, b, c, d = st.columns(4)
-        epochs = a.number_input("Epochs", 1, 500, 10)
-        batch = b.number_input("Batch size", 1, 128, 8)
-        lr = c.number_input("Learning rate", 1e-5, 1.0, 1e-3, step=1e-4, format="%.4f")
-        alpha = d.slider("Loss alpha", 0.0, 1.0, 0.5, 0.05, help="loss = alpha · BCE + (1 − alpha) · soft Dice")
+        if synthetic:  # the demo: a few quick epochs
+            epochs, budget = a.number_input("Epochs", 1, 500, 10), None
+        else:  # real data: the whole schedule is laid over the minutes the user has
+            epochs, budget = DEFAULTS.epochs, a.number_input(
+                "Minutes", 0.1, 10_000.0, 20.0, 5.0, format="%.1f", help="Time budget: warm-up, learning-rate decay and the end of training "
+                                               "are laid over these minutes of wall time, so the run ends finished")
+        batch = b.number_input("Batch size", 1, 128, DEFAULTS.batch_size)
+        lr = c.number_input("Learning rate", 1e-5, 1.0, DEFAULTS.lr, step=1e-4, format="%.4f",
+                            help="The peak learning rate (after the warm-up)")
+        alpha = d.slider("Loss alpha", 0.0, 1.0, DEFAULTS.alpha, 0.05,
+                         help="loss = alpha · BCE + (1 − alpha) · soft Dice")
+        with st.expander("Recipe", icon=":material/tune:"):
+            recipe = recipe_options()
         submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
     if not submitted:
         return
@@ -90,8 +119,8 @@ def new_run_form(expanded: bool) -> None:
         folder = run_folder(name)
         running = sum(r.alive for r in list_runs())
         config = TrainConfig(data=data_source(source, path), arch=ARCHS[arch], width=width, deep_supervision=deep,
-                             epochs=epochs, batch_size=batch, lr=lr, size=size, alpha=alpha,
-                             threads=training_threads(running))
+                             epochs=epochs, budget_minutes=budget, batch_size=batch, lr=lr, size=size, alpha=alpha,
+                             threads=training_threads(running), **recipe)
         launch(folder, config)
     except (ValueError, RunError) as err:
         st.error(str(err))
@@ -110,7 +139,8 @@ def run_row(run: RunInfo) -> dict:
         data = run.config.data
         row |= {"architecture": ARCH_LABELS[run.config.arch], "width": run.config.width, "size": run.config.size,
                 "data": "synthetic" if data == SYNTHETIC else Path(data).name}
-    return row | {"epochs": f"{run.epoch}/{run.epochs}" if run.epochs else "", "best score": run.best_score,
+    return row | {"epochs": f"{run.epoch}/{run.epochs}" if run.epochs else str(run.epoch or ""),
+                  "best score": run.best_score,
                   "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.started))}
 
 

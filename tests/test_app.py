@@ -138,7 +138,12 @@ def test_home_falls_back_to_a_runs_model(with_run: Path) -> None:
 def test_train_form_offers_every_option(studio: Path) -> None:
     at = page("1_Train")
     assert "No runs yet" in texts(at.info)
-    assert {w.label for w in at.number_input} == {"Width", "Input size", "Epochs", "Batch size", "Learning rate"}
+    recipe = {"Warm-up share", "Weight average (EMA)", "Self-distillation"}
+    assert {w.label for w in at.number_input} == {"Width", "Input size", "Epochs", "Batch size", "Learning rate"} | recipe
+    defaults = TrainConfig()
+    assert by_label(at.selectbox, "Schedule").value == defaults.schedule
+    assert by_label(at.selectbox, "Intensity").options == ["none", "volume"]
+    assert by_label(at.number_input, "Weight average (EMA)").value == defaults.ema
     assert by_label(at.selectbox, "Data").options[0].startswith("Synthetic")
     assert by_label(at.selectbox, "Architecture").options == ["UNet++", "U-Net"]
     assert by_label(at.checkbox, "Deep supervision").value is True
@@ -148,6 +153,8 @@ def test_train_form_offers_every_option(studio: Path) -> None:
     assert by_label(at.text_input, "Data folder").disabled  # synthetic data needs no folder
     by_label(at.selectbox, "Data").set_value("Kaggle LGG folder (kaggle_3m)").run()
     assert not by_label(at.text_input, "Data folder").disabled
+    labels = {w.label for w in at.number_input}
+    assert "Minutes" in labels and "Epochs" not in labels  # real data trains to a time budget
 
 
 def test_train_rejects_a_wrong_folder_and_a_bad_name(studio: Path) -> None:
@@ -172,10 +179,13 @@ def test_train_page_runs_a_training_to_the_end(studio: Path, lgg_folder: Path) -
     by_label(at.text_input, "Data folder").set_value(str(lgg_folder))
     by_label(at.number_input, "Width").set_value(4)
     by_label(at.number_input, "Input size").set_value(32)
-    by_label(at.number_input, "Epochs").set_value(2)
+    by_label(at.number_input, "Minutes").set_value(0.15)
+    by_label(at.selectbox, "Schedule").set_value("cosine")
     at.button[0].click().run()
     assert not at.exception and not at.error
     run = studio / "runs" / "apptest"
+    config = json.loads((run / "config.json").read_text())
+    assert config["budget_minutes"] == 0.15 and config["schedule"] == "cosine"
     assert (run / "pid").is_file()
     assert by_label(at.selectbox, "Run").value == "apptest"
     wait_for(at, lambda: "completed" in texts(at.markdown), "the run to complete")
@@ -236,6 +246,21 @@ def test_train_progress_counts_every_session_and_says_where_a_stop_left_off() ->
     fraction, text = progress_line(events, alive=True, now=1010.0)
     assert text.startswith("Epoch 2/10 · step 2/20 · 51 s elapsed")
     assert fraction == pytest.approx(0.11)
+
+
+def test_train_progress_of_a_time_budget_run_is_the_share_of_its_minutes() -> None:
+    from app.runview import progress_line
+    from core.runs import progress
+
+    start = {"event": "start", "epoch": 0, "epochs": 50, "steps_per_epoch": 20, "budget_minutes": 2.0,
+             "trained_seconds": 0.0, "time": 0.0}
+    events = [start, *[{"event": "step", "epoch": 1, "step": n, "steps": 20, "loss": 0.5, "lr": 1e-3, "time": 3.0 * n}
+                       for n in range(1, 11)]]
+    fraction, text = progress_line(events, alive=True, now=30.0)
+    assert fraction == pytest.approx(0.25) and text == "Epoch 1 · step 10/20 · 30 s of 2 min 00 s · about 1 min 30 s left"
+    assert progress(events, now=30.0).eta == pytest.approx(90.0)  # the budget's end, not 50 epochs' worth
+    events.append({"event": "end", "reason": "completed", "epoch": 4, "time": 120.0})
+    assert progress_line(events, alive=False) == (1.0, "0 epochs in the 2 min 00 s budget")
 
 
 # -- Compare -----------------------------------------------------------------------------------
