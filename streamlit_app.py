@@ -14,10 +14,9 @@ from torch import nn
 from app.architecture import architecture_figure, level_nodes, nodes
 from app.checkpoints import available_checkpoints, load_model, model_summary, shipped_checkpoint
 from app.layout import PAGES, setup_page
-from app.theme import level_name
 from core.checkpoint import CheckpointError
 from core.complexity import count_parameters
-from core.inference import parse_level
+from core.levels import keyed, level_name, parse_level
 
 INTRO = """
 **UNet++** (Zhou et al., 2018) is a U-Net whose encoder and decoder are joined by *nested, dense
@@ -39,7 +38,7 @@ PAGE_TEXT = {
 
 def metrics_table(model: nn.Module, meta: dict[str, Any]) -> pd.DataFrame:
     """The checkpoint's validation metrics per level (from its metadata) and each level's parameters."""
-    levels = meta.get("metrics", {}).get("levels", {})
+    levels = keyed(meta.get("metrics", {}).get("levels"))
     rows = []
     for level, m in levels.items():
         row = {"level": level_name(level), "parameters": count_parameters(model, parse_level(level)),

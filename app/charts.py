@@ -8,7 +8,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from app.theme import MUTED, PRIMARY, level_color, level_name
+from app.theme import MUTED, PRIMARY, level_color
+from core.levels import deepest, deepest_key, is_ensemble, level_name
 from core.training.history import Event
 
 RUN_METRICS = {  # label -> value of an epoch event
@@ -89,7 +90,7 @@ def quality_figure(events: list[Event]) -> go.Figure:
             fig.add_trace(go.Scatter(
                 x=x, y=[e["val_levels"][level][metric] for e in epochs if level in e["val_levels"]],
                 mode="lines+markers", name=level_name(level), legendgroup=level, showlegend=col == 1,
-                line={"color": level_color(level), "dash": "dot" if level == "ens" else "solid"},
+                line={"color": level_color(level), "dash": "dot" if is_ensemble(level) else "solid"},
             ), 1, col)
     _epoch_axis(fig, len(epochs))
     fig.update_yaxes(range=[0, 1.02])
@@ -139,7 +140,7 @@ def quality_latency_figure(rows: Mapping[str, Mapping[str, float]], metric: str,
     fig = go.Figure()
     largest = max(r["params"] for r in rows.values())
     for level, row in rows.items():
-        ensemble = level == "ens"  # as large and about as slow as the deepest head: a ring, labelled below it
+        ensemble = is_ensemble(level)  # as large and about as slow as the deepest head: a ring, labelled below it
         fig.add_trace(go.Scatter(
             x=[row["ms_per_image"]], y=[row[metric]], mode="markers+text", name=level_name(level),
             text=[level_name(level)], textposition="bottom center" if ensemble else "top center",
@@ -156,16 +157,16 @@ def quality_latency_figure(rows: Mapping[str, Mapping[str, float]], metric: str,
 
 def cost_figure(rows: Mapping[str, Mapping[str, float]]) -> go.Figure:
     """Parameters, FLOPs and latency of each level as a share of the deepest head's."""
-    deepest = rows[max((k for k in rows if k != "ens"), key=int)]
+    top = deepest(rows)
     levels = list(rows)
     fig = go.Figure([
-        go.Bar(x=[level_name(k) for k in levels], y=[100 * rows[k][key] / deepest[key] for k in levels], name=label,
+        go.Bar(x=[level_name(k) for k in levels], y=[100 * rows[k][key] / top[key] for k in levels], name=label,
                marker_color=color, hovertemplate=f"{label}: %{{y:.1f}} %<extra></extra>")
         for key, label, color in (("params", "parameters", "#94c9c0"), ("flops", "FLOPs", "#1f7f73"),
                                   ("ms_per_image", "latency", "#d97706"))
     ])
     fig.update_layout(barmode="group", hovermode="x unified")
-    return _layout(fig, f"Cost against {level_name(max((k for k in rows if k != 'ens'), key=int))}", height=380,
+    return _layout(fig, f"Cost against {level_name(deepest_key(rows))}", height=380,
                    yaxis_title="% of the deepest head", yaxis_ticksuffix=" %")
 
 

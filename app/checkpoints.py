@@ -1,7 +1,6 @@
 """Which models the pages can use, loading them once per file version, and the model picker."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,11 +12,11 @@ from torch import nn
 from app.state import CHECKPOINT, persistent_selectbox
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.data import SYNTHETIC
-from core.evaluate import DEFAULT_CHECKPOINT
-from core.runs import list_runs, runs_root
+from core.paths import DEFAULT_CHECKPOINT, runs_root, shipped_checkpoint
+from core.paths import SHIPPED_ENV  # noqa: F401  (its name, for code that sets or clears the override)
+from core.runs import list_runs
 from core.runtime import autocast_dtype, select_device
 
-SHIPPED_ENV = "UNETPP_STUDIO_CHECKPOINT"
 ARCH_NAMES = {"unetpp": "UNet++", "unet": "U-Net"}
 
 
@@ -27,11 +26,6 @@ class ModelChoice:
 
     path: Path
     label: str
-
-
-def shipped_checkpoint() -> Path:
-    """The model the app uses by default: ``$UNETPP_STUDIO_CHECKPOINT`` or ``checkpoints/unetpp_lgg.pt``."""
-    return Path(os.environ.get(SHIPPED_ENV) or DEFAULT_CHECKPOINT)
 
 
 def available_checkpoints() -> list[ModelChoice]:

@@ -8,7 +8,7 @@ import streamlit as st
 
 from core.data import SYNTHETIC, DataError, SliceSet, load_source
 from core.evaluation import select_split, split_ids
-from core.runs import PROJECT_ROOT
+from core.paths import PROJECT_ROOT
 
 
 def resolve_source(source: str, base: Path = PROJECT_ROOT) -> str:

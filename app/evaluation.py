@@ -12,11 +12,11 @@ from torch import nn
 
 from app.checkpoints import inference_device, load_model
 from app.compute import inference_turn
-from app.theme import level_name
 from core.complexity import count_flops, count_parameters, measure_latency
 from core.data import SliceSet
 from core.evaluation import evaluate_model
-from core.inference import model_levels, normalize, predict_all, probabilities_to_mask
+from core.inference import normalize, predict_all, probabilities_to_mask
+from core.levels import deepest, heads, level_key, level_name, model_levels
 from core.metrics import dice_score
 
 TOLERANCE = 0.01  # one Dice point
@@ -52,7 +52,7 @@ def measure_levels(checkpoint: str, mtime: float, repeats: int = TIMING_REPEATS)
     for level in model_levels(model):
         with inference_turn():  # timed alone: other sessions' passes would inflate it
             ms = measure_latency(model, level, size, 1, dtype, repeats=repeats)
-        out[str(level)] = {"params": count_parameters(model, level), "flops": count_flops(model, level, size),
+        out[level_key(level)] = {"params": count_parameters(model, level), "flops": count_flops(model, level, size),
                            "ms_per_image": ms}
     return out
 
@@ -67,23 +67,24 @@ def headline_metric(result: dict[str, Any]) -> tuple[str, str]:
 def recommend(result: dict[str, Any], tolerance: float = TOLERANCE) -> str | None:
     """The smallest head whose score is within ``tolerance`` of the deepest head's; None for one head."""
     key, _ = headline_metric(result)
-    heads = sorted((int(k), row) for k, row in result["levels"].items() if k != "ens")
-    if len(heads) < 2:
+    rows = result["levels"]
+    found = heads(rows)
+    if len(found) < 2:
         return None
-    target = heads[-1][1][key]
-    return next(str(level) for level, row in heads if row[key] >= target - tolerance)
+    target = rows[found[-1]][key]
+    return next(level_key(level) for level in found if rows[level][key] >= target - tolerance)
 
 
 def results_table(result: dict[str, Any]) -> pd.DataFrame:
     """One row per level: size, cost, speed and quality, speed-up against the deepest head."""
     rows = result["levels"]
-    deepest = rows[max((k for k in rows if k != "ens"), key=int)]
+    top = deepest(rows)
     table = pd.DataFrame({
         "level": [level_name(k) for k in rows],
         "parameters": [r["params"] for r in rows.values()],
         "GFLOPs": [r["flops"] / 1e9 for r in rows.values()],
         "ms per image": [r["ms_per_image"] for r in rows.values()],
-        "speed-up": [deepest["ms_per_image"] / r["ms_per_image"] for r in rows.values()],
+        "speed-up": [top["ms_per_image"] / r["ms_per_image"] for r in rows.values()],
         "Dice": [r["dice"] for r in rows.values()],
         "IoU": [r["iou"] for r in rows.values()],
     })
@@ -102,7 +103,7 @@ def head_masks(
     x = normalize(batch, pre["mean"], pre["std"])
     with inference_turn():
         probs = predict_all(model, x, dtype)
-    return {str(k): probabilities_to_mask(p[0].cpu().numpy(), threshold) for k, p in probs.items() if k != "ens"}
+    return {k: probabilities_to_mask(probs[k][0].cpu().numpy(), threshold) for k in heads(probs)}
 
 
 def slice_dice(mask: np.ndarray, truth: np.ndarray) -> float:

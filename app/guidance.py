@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from app.theme import level_name
 from core.data import SYNTHETIC
 from core.data.scans import Scan
+from core.levels import deepest_key, keyed, level_key, level_name
 
 WEAK_SHARE = 0.9  # a level scoring under 90 % of the deepest head's validation score gets a warning
 
@@ -65,7 +65,7 @@ def stored_source(meta: dict[str, Any]) -> str:
 
 def stored_levels(meta: dict[str, Any]) -> dict[str, dict[str, float]]:
     """The checkpoint's per-level validation metrics (``meta["metrics"]["levels"]``), or ``{}``."""
-    return {str(k): v for k, v in ((meta.get("metrics") or {}).get("levels") or {}).items()}
+    return keyed((meta.get("metrics") or {}).get("levels"))
 
 
 def stored_metric(levels: dict[str, dict[str, float]]) -> tuple[str, str]:
@@ -78,15 +78,14 @@ def stored_metric(levels: dict[str, dict[str, float]]) -> tuple[str, str]:
 def level_quality(meta: dict[str, Any], level: int | str) -> LevelQuality | None:
     """The stored validation score of ``level`` against the deepest head's; None if not stored."""
     levels = stored_levels(meta)
-    heads = [k for k in levels if k != "ens"]
-    if str(level) not in levels or not heads:
+    deepest = deepest_key(levels)
+    if level_key(level) not in levels or deepest is None:
         return None
     key, label = stored_metric(levels)
-    deepest = max(heads, key=int)
-    value, top = levels[str(level)].get(key), levels[deepest].get(key)
+    value, top = levels[level_key(level)].get(key), levels[deepest].get(key)
     if value is None or top is None:
         return None
-    return LevelQuality(str(level), label, float(value), deepest, float(top), stored_source(meta))
+    return LevelQuality(level_key(level), label, float(value), deepest, float(top), stored_source(meta))
 
 
 def input_differences(scan: Scan, meta: dict[str, Any]) -> list[str]:

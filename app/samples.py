@@ -10,6 +10,7 @@ from app.checkpoints import inference_device, load_model
 from app.data import load_split, resolve_source, spread_examples
 from app.images import enlarge, overlay, strip, truth_overlay
 from core.inference import predict_images, probabilities_to_mask
+from core.levels import default_level
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -24,7 +25,7 @@ def sample_predictions(checkpoint: str, mtime: float, count: int = 3) -> list[np
     val = load_split(resolve_source(split["data"]), pre.get("input_size"), model.in_channels, model.num_classes,
                      "val", tuple(split["val"]), pre.get("intensity", "none"))
     examples = spread_examples(val, count)
-    level = max(model.levels)
+    level = default_level(model)
     probs = predict_images(model, examples.images, pre, level, inference_device()[1])
     return [
         strip([enlarge(image, 160), enlarge(truth_overlay(image, mask), 160),

@@ -17,7 +17,8 @@ from app.checkpoints import inference_device, load_model
 from app.compute import inference_turn
 from core.data import DataError
 from core.data.scans import Scan, read_scans
-from core.inference import Level, lesion_masks, segment_images
+from core.inference import lesion_masks, segment_images
+from core.levels import Level
 from core.lesions import slice_rows, volume_summary
 
 BATCH = 8  # slices per forward pass, and per turn on the processor

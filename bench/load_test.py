@@ -75,12 +75,13 @@ def expected_voxels(checkpoint: Path, name: str, data: bytes, threshold: float =
     from core.checkpoint import load_checkpoint
     from core.data.scans import read_scan
     from core.inference import lesion_masks, segment_images
+    from core.levels import default_level
     from core.runtime import autocast_dtype, select_device
 
     device = select_device("auto")
     model, meta = load_checkpoint(checkpoint, device)
     scan = read_scan(name, data, model.in_channels)
-    level = max(model.levels)
+    level = default_level(model)
     with torch.no_grad():
         probs = np.concatenate([
             segment_images(model, meta["preprocessing"], scan.slices[i : i + BATCH], level,
@@ -280,7 +281,7 @@ def print_table(report: dict) -> None:
 
 
 def main() -> int:
-    from core.evaluate import DEFAULT_CHECKPOINT
+    from core.paths import DEFAULT_CHECKPOINT
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", type=int, nargs="+", default=[1, 4, 8], help="session counts to run, in order")

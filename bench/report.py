@@ -4,6 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from core.levels import short_name
+
 TARGETS_NOTE = """Targets (issue 5), as ratios within this run: our step at least 3x the seed-style step and
 3x MONAI as users run it, at least 1.8x MONAI with the same allocator tuning; L2 at least 2.5x and
 L1 at least 5x faster than L4 at batch 1; an upload segmented in under 0.3 s; an epoch within 10%
@@ -76,7 +78,7 @@ def inference_table(rows: list[dict[str, Any]]) -> list[str]:
             continue
         l4 = row["levels"]["4"]["ms_b1"]
         for level, r in row["levels"].items():
-            name = "ens" if level == "ens" else f"L{level}"
+            name = short_name(level)
             lines.append(f"| {row['label']} | {name} | {r['params']:,} | {r['gflops']:.2f} | {r['ms_b1']:.1f} | "
                          f"{r['ms_b8']:.1f} | {r['gflops_per_s_b8']:.0f} | {l4 / r['ms_b1']:.2f} | {row['peak_rss_mib']:.0f} |")
     return lines

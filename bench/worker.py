@@ -31,7 +31,8 @@ from core.complexity import count_flops, count_parameters  # noqa: E402
 from core.data import SliceDataset, load_source, read_image, train_augmentation  # noqa: E402
 from core.data.lgg import list_lgg  # noqa: E402
 from core.data.synthetic import make_synthetic  # noqa: E402
-from core.inference import normalize, parse_level, predict_level, segment_image  # noqa: E402
+from core.inference import normalize, predict_level, segment_image  # noqa: E402
+from core.levels import ENSEMBLE, default_level, parse_level  # noqa: E402
 from core.losses import BCEDiceLoss, DeepSupervisionLoss  # noqa: E402
 from core.models import NestedUNet  # noqa: E402
 from core.runtime import autocast_dtype, memory_format  # noqa: E402
@@ -222,7 +223,7 @@ def bench_upload(args: argparse.Namespace) -> dict:
     cv2.imwrite(str(path), rng.integers(0, 256, (256, 256, 3), dtype=np.uint8))
 
     def segment() -> np.ndarray:
-        return segment_image(model, meta["preprocessing"], read_image(path, 3), max(model.levels), dtype) > 0.5
+        return segment_image(model, meta["preprocessing"], read_image(path, 3), default_level(model), dtype) > 0.5
 
     times = timed(segment, args.repeats, warmup=2)
     return {"checkpoint": str(args.checkpoint), "median_s": statistics.median(times), "seconds": times}
@@ -239,7 +240,7 @@ def main() -> None:
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--levels", nargs="+", default=["1", "2", "3", "4", "ens"])
+    p.add_argument("--levels", nargs="+", default=["1", "2", "3", "4", ENSEMBLE])
     p.add_argument("--data", default="../shared/data/lgg_mri/kaggle_3m")
     p.add_argument("--slices", type=int, default=64)
     p.add_argument("--checkpoint", type=Path, default=Path("checkpoints/unetpp_lgg.pt"))

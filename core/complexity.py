@@ -8,38 +8,39 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from core.inference import Level, predict_level
+from core.inference import predict_level
+from core.levels import ENSEMBLE, Level, is_deepest, is_ensemble
 from core.runtime import memory_format
 
 
 def level_module(model: nn.Module, level: Level) -> nn.Module:
-    """The standalone network that computes ``level`` (the whole model for ``"ens"``).
+    """The standalone network that computes ``level`` (the whole model for the ensemble).
 
     Example:
         >>> from core.models import NestedUNet
         >>> model = NestedUNet(base_width=4)
-        >>> level_module(model, 2).depth, level_module(model, 4) is model, level_module(model, "ens") is model
+        >>> level_module(model, 2).depth, level_module(model, 4) is model, level_module(model, ENSEMBLE) is model
         (2, True, True)
     """
-    if level == "ens" or level == max(model.levels) or not hasattr(model, "prune"):
+    if is_ensemble(level) or is_deepest(model, level):
         return model
     return model.prune(level)
 
 
-def count_parameters(model: nn.Module, level: Level = "ens") -> int:
+def count_parameters(model: nn.Module, level: Level = ENSEMBLE) -> int:
     """Parameters used at ``level`` (heads not used at that level excluded).
 
     Example:
         >>> from core.models import NestedUNet
         >>> model = NestedUNet(base_width=4)
-        >>> [count_parameters(model, k) for k in model.levels], count_parameters(model, "ens")
+        >>> [count_parameters(model, k) for k in model.levels], count_parameters(model, ENSEMBLE)
         ([1793, 8441, 35585, 144473], 144488)
         >>> count_parameters(model, 2) == sum(p.numel() for p in model.prune(2).parameters())
         True
     """
     module = level_module(model, level)
     total = sum(p.numel() for p in module.parameters())
-    if module is model and level != "ens" and getattr(model, "deep_supervision", False):
+    if module is model and not is_ensemble(level) and getattr(model, "deep_supervision", False):
         unused = [model.head(k) for k in model.levels if k != level]
         total -= sum(p.numel() for head in unused for p in head.parameters())
     return total
@@ -60,7 +61,7 @@ def count_flops(model: nn.Module, level: Level, size: int) -> int:
     """
     x = torch.zeros(1, model.in_channels, size, size, device=next(model.parameters()).device)
     with FlopCounterMode(display=False) as counter:
-        if level == "ens":
+        if is_ensemble(level):
             model(x)
         else:
             model(x, level=level)

@@ -16,10 +16,9 @@ from typing import Any
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.data import DataError, load_source
 from core.evaluation import evaluate_model, select_split, split_ids
-from core.inference import parse_level
+from core.levels import parse_level, short_name
+from core.paths import DEFAULT_CHECKPOINT
 from core.runtime import autocast_dtype, reexec_with_tuned_malloc, select_device
-
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "unetpp_lgg.pt"
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -35,7 +34,7 @@ def format_table(result: dict[str, Any]) -> str:
         for c in present:
             v = row.get(c)
             cells.append(f"{'-':>18}" if v is None else f"{v:>18,}" if c in ("params", "flops") else f"{v:>18.4f}")
-        lines.append(f"{'L' + level if level != 'ens' else 'ens':>6} " + " ".join(cells))
+        lines.append(f"{short_name(level):>6} " + " ".join(cells))
     counts = f"{result['n_images']} images" + (f", {result['n_volumes']} volumes" if "n_volumes" in result else "")
     return "\n".join(lines + [counts])
 

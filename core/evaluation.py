@@ -11,7 +11,8 @@ from torch.utils.data import DataLoader
 
 from core.complexity import count_flops, count_parameters, measure_latency
 from core.data import DataError, SliceDataset, SliceSet
-from core.inference import Level, evaluate_loader, model_levels, predict_images
+from core.inference import evaluate_loader, predict_images
+from core.levels import Level, level_key, model_levels
 from core.postprocess import DEFAULT as DEFAULT_RULE
 from core.postprocess import rule_of, volume_mask
 
@@ -99,7 +100,7 @@ def evaluate_model(
     for i, level in enumerate(levels):
         if progress:
             progress((i + 1) / steps, f"timing level {level}")
-        row = dict(quality[level])
+        row = dict(quality[level_key(level)])
         row.pop("n_images", None)
         row.pop("n_volumes", None)
         row |= {
@@ -107,8 +108,8 @@ def evaluate_model(
             "flops": count_flops(model, level, size),
             "ms_per_image": measure_latency(model, level, size, 1, dtype, repeats=timing_repeats),
         }
-        if level in evaluated["volumes"]:
-            row["volume_dice"] = evaluated["volumes"][level]
+        if level_key(level) in evaluated["volumes"]:
+            row["volume_dice"] = evaluated["volumes"][level_key(level)]
             if meta.get("postprocessing"):  # the checkpoint's own rule, as predict and the app apply it
                 rule = rule_of(meta)
                 dice = postprocessed_volume_dice(
@@ -117,7 +118,7 @@ def evaluate_model(
                 row["postprocessed"] = {"rule": rule, "volume_dice_mean": float(np.mean(list(dice.values()))),
                                         "volume_dice_median": float(np.median(list(dice.values()))),
                                         "volume_dice": dice}
-        result["levels"][str(level)] = row
+        result["levels"][level_key(level)] = row
     if volumes is not None:
         result["n_volumes"] = len(set(volumes))
     if progress:

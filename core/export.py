@@ -27,8 +27,9 @@ import torch
 from torch import nn
 
 from core.checkpoint import CheckpointError, load_checkpoint
-from core.evaluate import DEFAULT_CHECKPOINT
-from core.inference import Level, parse_level, predict_level
+from core.inference import predict_level
+from core.levels import LEVEL_HELP, Level, default_level, is_ensemble, level_key, model_levels, parse_level
+from core.paths import DEFAULT_CHECKPOINT
 
 
 class ExportedLevel(nn.Module):
@@ -59,7 +60,7 @@ def export_onnx(model: nn.Module, meta: dict[str, Any], level: Level, path: Path
         program = torch.onnx.export(wrapper, (example,), input_names=["image"], output_names=["probabilities"],
                                     dynamic_shapes={"image": dims}, opset_version=opset, dynamo=True, verbose=False)
         program.model.metadata_props.update({
-            "unetpp_studio.level": str(level),
+            "unetpp_studio.level": level_key(level),
             "unetpp_studio.model": json.dumps(meta["model"]),
             "unetpp_studio.input_size": str(size),
             "unetpp_studio.normalization": "inside the graph: input is RGB pixel values 0..255",
@@ -74,17 +75,17 @@ def export_onnx(model: nn.Module, meta: dict[str, Any], level: Level, path: Path
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m core.export", description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
-    p.add_argument("--level", default=None, help="pruning level 1..4 or 'ens' (default: the deepest head)")
+    p.add_argument("--level", default=None, help=LEVEL_HELP)
     p.add_argument("--onnx", type=Path, required=True, help="output .onnx file")
     p.add_argument("--opset", type=int, default=18)
     args = p.parse_args(argv)
     try:
         model, meta = load_checkpoint(args.checkpoint)
-        level = parse_level(args.level) if args.level else max(model.levels)
-        if level != "ens" and level not in model.levels:
+        level = parse_level(args.level) if args.level else default_level(model)
+        if is_ensemble(level) and len(model.levels) < 2:
+            raise ValueError(f"--level {level} needs deep supervision; {args.checkpoint} has one head")
+        if level not in model_levels(model):
             raise ValueError(f"--level {level}: {args.checkpoint} has levels {list(model.levels)}")
-        if level == "ens" and len(model.levels) < 2:
-            raise ValueError(f"--level ens needs deep supervision; {args.checkpoint} has one head")
     except (CheckpointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

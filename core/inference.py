@@ -12,12 +12,11 @@ from torch import nn
 
 from core.data.intensity import standardize
 from core.data.slices import resize_image
+from core.levels import ENSEMBLE, Level, is_ensemble, level_key
 from core.postprocess import filter_components
 from core.losses import probabilities
 from core.metrics import SegmentationMetrics
 from core.runtime import autocast, memory_format
-
-Level = int | str  # 1..depth, or "ens" for the mean of the deep-supervision heads
 
 
 def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -28,33 +27,18 @@ def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float])
     return x.contiguous(memory_format=memory_format(images.device))
 
 
-def parse_level(text: str | int) -> Level:
-    """``"3"`` -> 3, ``"ens"`` -> ``"ens"``."""
-    if str(text).lower() in ("ens", "ensemble"):
-        return "ens"
-    return int(text)
-
-
-def model_levels(model: nn.Module) -> list[Level]:
-    """Every level a model can be evaluated at: its heads, plus ``"ens"`` with deep supervision."""
-    levels: list[Level] = list(model.levels)
-    if len(levels) > 1:
-        levels.append("ens")
-    return levels
-
-
-def head_probabilities(model: nn.Module, out: torch.Tensor | list[torch.Tensor]) -> dict[Level, torch.Tensor]:
-    """Per-level probabilities (and their ensemble) from the output of a full forward pass."""
+def head_probabilities(model: nn.Module, out: torch.Tensor | list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Per-level probabilities (and their ensemble) from a full forward pass, keyed by ``level_key``."""
     heads = out if isinstance(out, list) else [out]
-    probs = {level: probabilities(o.float()) for level, o in zip(model.levels, heads)}
+    probs = {level_key(level): probabilities(o.float()) for level, o in zip(model.levels, heads)}
     if len(heads) > 1:
-        probs["ens"] = torch.stack(list(probs.values())).mean(0)
+        probs[ENSEMBLE] = torch.stack(list(probs.values())).mean(0)
     return probs
 
 
 @torch.no_grad()
-def predict_all(model: nn.Module, x: torch.Tensor, dtype: torch.dtype | None = None) -> dict[Level, torch.Tensor]:
-    """Probabilities of every head (and their ensemble) from one full forward pass."""
+def predict_all(model: nn.Module, x: torch.Tensor, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """Probabilities of every head (and their ensemble) from one forward pass, keyed by ``level_key``."""
     with autocast(x.device, dtype):
         out = model(x)
     return head_probabilities(model, out)
@@ -64,15 +48,15 @@ def predict_all(model: nn.Module, x: torch.Tensor, dtype: torch.dtype | None = N
 def predict_level(
     model: nn.Module, x: torch.Tensor, level: Level, dtype: torch.dtype | None = None, hflip: bool = False,
 ) -> torch.Tensor:
-    """Probabilities at one level, computing only the nodes it needs; ``"ens"`` runs all heads.
+    """Probabilities at one level, computing only the nodes it needs; the ensemble runs all heads.
 
     ``hflip`` averages them with those of the mirrored input (test-time augmentation, twice the cost).
     """
     if hflip:
         mirrored = predict_level(model, x.flip(-1), level, dtype).flip(-1)
         return (predict_level(model, x, level, dtype) + mirrored) / 2
-    if level == "ens":
-        return predict_all(model, x, dtype)["ens"]
+    if is_ensemble(level):
+        return predict_all(model, x, dtype)[ENSEMBLE]
     with autocast(x.device, dtype):
         return probabilities(model(x, level=level).float())
 
@@ -99,15 +83,15 @@ def evaluate_loader(
 ) -> dict[str, Any]:
     """Metrics of every level over a loader of ``(image, mask, index)`` from one forward per batch.
 
-    Returns ``{"levels": {level: metrics}, "volumes": {level: {volume: Dice}}, "loss": mean loss
-    or None}``; volume metrics use ``volumes[index]`` when ``volumes`` is given. ``progress`` gets
-    the fraction of images done. ``gather`` (distributed validation: each process holds a share of
+    Returns ``{"levels": {key: metrics}, "volumes": {key: {volume: Dice}}, "loss": mean loss or
+    None}``, keyed by ``core.levels.level_key``; volume metrics use ``volumes[index]`` when
+    ``volumes`` is given. ``progress`` gets the fraction of images done. ``gather`` (distributed validation: each process holds a share of
     the loader) returns every process's object, so the metrics cover all shares.
     """
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    metrics: dict[Level, SegmentationMetrics] = {}
+    metrics: dict[str, SegmentationMetrics] = {}
     loss_sum, n = 0.0, 0
     for images, masks, index in loader:
         x = normalize(images.to(device), preprocessing["mean"], preprocessing["std"])

@@ -21,10 +21,11 @@ from pathlib import Path
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.data import DataError
 from core.data.scans import Scan, read_scans
-from core.evaluate import DEFAULT_CHECKPOINT
-from core.inference import lesion_masks, parse_level, segment_images
+from core.inference import lesion_masks, segment_images
+from core.levels import LEVEL_HELP, default_level, parse_level
 from core.lesions import csv_text, volume_summary
 from core.outputs import unique_stems, write_outputs
+from core.paths import DEFAULT_CHECKPOINT
 from core.postprocess import rule_of
 from core.runtime import autocast_dtype, reexec_with_tuned_malloc, select_device
 
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m core.predict", description=__doc__.split("\n")[0])
     p.add_argument("inputs", nargs="+", type=Path, help="images, TIFF stacks, DICOM files or zips, NIfTI volumes")
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
-    p.add_argument("--level", default=None, help="pruning level 1..4 or 'ens' (default: the deepest head)")
+    p.add_argument("--level", default=None, help=LEVEL_HELP)
     p.add_argument("--threshold", type=float, default=None,
                    help="probability from which a pixel is lesion (default: the checkpoint's, chosen on validation "
                         "folds, else 0.5)")
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         device = select_device(args.device)
         model, meta = load_checkpoint(args.checkpoint, device)
-        level = parse_level(args.level) if args.level else max(model.levels)
+        level = parse_level(args.level) if args.level else default_level(model)
         dtype = autocast_dtype(device, args.precision)
         rule = rule_of(meta) | {k: v for k, v in (("threshold", args.threshold), ("hflip", args.hflip),
                                                   ("min_component_fraction", args.min_component_fraction))

@@ -26,21 +26,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.paths import PROJECT_ROOT, runs_root
 from core.training.config import TrainConfig, cli_fields, default_of, flag_of
 from core.training.history import Event, read_history
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-RUNS_ENV = "UNETPP_STUDIO_RUNS"
 _children: dict[int, subprocess.Popen] = {}  # processes launched here, polled to reap them
 
 
 class RunError(RuntimeError):
     """A run that cannot be launched or controlled; the message says why and what to do."""
-
-
-def runs_root() -> Path:
-    """The folder holding runs: ``$UNETPP_STUDIO_RUNS`` or ``runs/`` in the project."""
-    return Path(os.environ.get(RUNS_ENV) or PROJECT_ROOT / "runs")
 
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

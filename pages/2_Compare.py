@@ -24,8 +24,8 @@ from app.guidance import data_name, stored_levels, stored_metric, stored_source
 from app.images import agreement, anatomy, disagreement_share, enlarge, overlay, truth_overlay
 from app.layout import setup_page
 from app.state import session_cache
-from app.theme import level_name
 from core.data import SYNTHETIC, DataError, SliceSet
+from core.levels import deepest_key, heads, level_name
 
 OWN, DEMO, FOLDER = "The model's validation split", "Synthetic phantoms", "A data folder"
 NUMBER_FORMATS = {"parameters": "localized", "GFLOPs": "%.3f", "ms per image": "%.2f", "speed-up": "%.1f×",
@@ -39,12 +39,13 @@ def recommendation(result: dict[str, Any], where: str) -> None:
         return
     key, label = headline_metric(result)
     rows = result["levels"]
-    deepest = str(max(int(k) for k in rows if k != "ens"))
+    deepest = deepest_key(rows)
     r, d = rows[best], rows[deepest]
     if best == deepest:
-        below = rows[str(int(deepest) - 1)]
+        next_head = heads(rows)[-2]
+        below = rows[next_head]
         st.success(f"**Keep {level_name(deepest)}** {where}: no smaller head comes within one Dice point (0.01) of it "
-                   f"({level_name(int(deepest) - 1)}: {label} {below[key]:.3f} against {d[key]:.3f}).")
+                   f"({level_name(next_head)}: {label} {below[key]:.3f} against {d[key]:.3f}).")
         return
     st.success(
         f"**Use {level_name(best)}**, the smallest head within one Dice point (0.01) of {level_name(deepest)} "

@@ -10,11 +10,10 @@ from app.images import enlarge, overlay, shrink
 from app.layout import setup_page
 from app.segmentation import TYPES, Result, digest, read_upload, results_table, segment, upload_limit_mb
 from app.state import LEVEL, persistent_selectbox
-from app.theme import level_name
 from core.data import DataError
 from core.data.io import MAX_IMAGE_PIXELS
 from core.data.scans import MAX_VOXELS
-from core.inference import model_levels
+from core.levels import default_level, level_name, model_levels
 from core.lesions import csv_text
 from core.outputs import png_bytes, slice_masks_zip, unique_stems, zip_bytes
 
@@ -24,7 +23,7 @@ checkpoint, model, meta = pick_checkpoint()
 levels = model_levels(model)
 with st.sidebar:
     if st.session_state.get(LEVEL) not in levels:
-        st.session_state[LEVEL] = max(model.levels)
+        st.session_state[LEVEL] = default_level(model)
     level = persistent_selectbox("Level", levels, LEVEL, level_name,
                                  help="L1 is the smallest and fastest head, L4 the deepest; ensemble averages all")
     threshold = st.slider("Threshold", 0.05, 0.95, 0.5, 0.05, help="Probability from which a pixel counts as lesion")

@@ -34,6 +34,7 @@ from tqdm import tqdm
 from core.checkpoint import CheckpointError, atomic_save, default_normalization, make_checkpoint, read_checkpoint
 from core.data import EpochSampler, SliceDataset, SliceSet, load_source, split_volumes, train_augmentation
 from core.inference import evaluate_loader, normalize
+from core.levels import deepest
 from core.losses import BCEDiceLoss, DeepSupervisionLoss, SelfDistillationLoss
 from core.models import build_model, model_config
 from core.runtime import autocast, autocast_dtype, memory_format, select_device
@@ -41,12 +42,6 @@ from core.training.config import TrainConfig
 from core.training.distributed import Distributed
 from core.training.history import Callback, History
 from core.training.schedule import lr_factor
-
-
-def deepest(levels: dict[Any, dict[str, float]]) -> dict[str, float]:
-    """The metrics of the deepest head among per-level metrics (``{}`` when there are none)."""
-    heads = [k for k in levels if k != "ens"]
-    return levels[max(heads)] if heads else {}
 
 
 def score_of(metrics: dict[str, float]) -> float:
