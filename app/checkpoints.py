@@ -12,12 +12,11 @@ from torch import nn
 from app.state import CHECKPOINT, persistent_selectbox
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.data import SYNTHETIC
+from core.models import display_name
 from core.paths import DEFAULT_CHECKPOINT, runs_root, shipped_checkpoint
 from core.paths import SHIPPED_ENV  # noqa: F401  (its name, for code that sets or clears the override)
 from core.runs import list_runs
 from core.runtime import autocast_dtype, select_device
-
-ARCH_NAMES = {"unetpp": "UNet++", "unet": "U-Net"}
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,7 @@ def load_model(path: Path) -> tuple[nn.Module, dict[str, Any]]:
 def model_summary(meta: dict[str, Any]) -> str:
     """One line: architecture, width, heads, input size and what it was trained on."""
     config = meta["model"]
-    parts = [f"{ARCH_NAMES.get(config['arch'], config['arch'])}, width {config['base_width']}"]
+    parts = [f"{display_name(config['arch'])}, width {config['base_width']}"]
     if config.get("deep_supervision"):
         parts.append(f"{config['depth']} deep-supervision heads")
     size = meta["preprocessing"].get("input_size")

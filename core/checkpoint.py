@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from core.models import build_model, model_config
+from core.models import ARCHITECTURES, build_model, config_from_state_dict, display_name, model_config
 
 FORMAT = "unetpp-studio"
 FORMAT_VERSION = 1
@@ -65,7 +65,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     """Load a checkpoint dict safely (``weights_only=True``) with clear errors.
 
     A plain state_dict (as the seed blog post's code saves) is wrapped into our format with its
-    architecture inferred from the parameter names and shapes.
+    architecture inferred from the parameter names and shapes by the registered architectures.
     """
     path = Path(path)
     if not path.is_file():
@@ -94,21 +94,12 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def _wrap_state_dict(path: Path, state: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Infer the model config of a bare state_dict named like the seed post's model."""
+    """Infer the model config of a bare state_dict (``config_from_state_dict`` of each architecture)."""
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    if "conv0_0.conv1.weight" not in state:
-        raise CheckpointError(f"{path}: a state_dict, but not of a UNet++/U-Net (no conv0_0.conv1.weight)")
-    first = state["conv0_0.conv1.weight"]
-    depth = max(int(k.split("_")[0][4:]) for k in state if k.startswith("conv") and k.endswith("_0.conv1.weight"))
-    deep = "final1.weight" in state
-    head = state["final1.weight" if deep else "final.weight"]
-    config = {
-        # U-Net's decoder nodes are conv{i}_{depth-i}: it has conv0_1 only at depth 1, where the two coincide
-        "arch": "unetpp" if "conv0_1.conv1.weight" in state else "unet",
-        "in_channels": first.shape[1], "num_classes": head.shape[0], "base_width": first.shape[0], "depth": depth,
-    }
-    if config["arch"] == "unetpp":
-        config["deep_supervision"] = deep
+    config = config_from_state_dict(state)
+    if config is None:
+        known = "/".join(display_name(arch) for arch in ARCHITECTURES)
+        raise CheckpointError(f"{path}: a state_dict, but not of a {known} (no layer names it knows)")
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION, "model": config,
         "preprocessing": {"input_size": None, **default_normalization(config["in_channels"])},

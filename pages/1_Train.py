@@ -16,6 +16,7 @@ from app.state import RUN, persistent_selectbox
 from core.data import SYNTHETIC
 from core.data.folder import is_image_mask_folder
 from core.data.lgg import is_lgg_folder
+from core.models import ARCHITECTURES, display_name
 from core.runs import RunError, RunInfo, launch, list_runs, read_run_history, run_folder
 from core.training.config import TrainConfig, cli_fields, default_of
 
@@ -24,8 +25,6 @@ SOURCES = {  # label -> None for synthetic, else (folder check, what the folder 
     "Kaggle LGG folder (kaggle_3m)": (is_lgg_folder, "a Kaggle LGG folder (<patient>/<patient>_<n>.tif + _mask.tif)"),
     "Folder with images/ and masks/": (is_image_mask_folder, "a folder with images/ and masks/ sub-folders"),
 }
-ARCHS = {"UNet++": "unetpp", "U-Net": "unet"}
-ARCH_LABELS = {v: k for k, v in ARCHS.items()}
 NEW_NAME = "_new_run_name"
 DEFAULTS = TrainConfig()
 RECIPE = {  # TrainConfig field -> label on this page; help, choices and defaults come from the field
@@ -94,7 +93,7 @@ def new_run_form(expanded: bool) -> None:
         form = st.form("new_run")
     with form:
         a, b, c, d = st.columns(4)
-        arch = a.selectbox("Architecture", list(ARCHS))
+        arch = a.selectbox("Architecture", list(ARCHITECTURES), format_func=display_name)
         width = b.number_input("Width", 2, 64, 8, help="Filters of the first level (UNet++ paper: 32)")
         deep = c.checkbox("Deep supervision", True, help="UNet++: a head on each x0_j, so it can be pruned")
         size = d.number_input("Input size", 16, 512, 64, step=16, help="Slices are resized to size × size pixels")
@@ -118,7 +117,7 @@ def new_run_form(expanded: bool) -> None:
     try:
         folder = run_folder(name)
         running = sum(r.alive for r in list_runs())
-        config = TrainConfig(data=data_source(source, path), arch=ARCHS[arch], width=width, deep_supervision=deep,
+        config = TrainConfig(data=data_source(source, path), arch=arch, width=width, deep_supervision=deep,
                              epochs=epochs, budget_minutes=budget, batch_size=batch, lr=lr, size=size, alpha=alpha,
                              threads=training_threads(running), **recipe)
         launch(folder, config)
@@ -137,7 +136,7 @@ def run_row(run: RunInfo) -> dict:
            "size": None, "data": ""}
     if run.config:
         data = run.config.data
-        row |= {"architecture": ARCH_LABELS[run.config.arch], "width": run.config.width, "size": run.config.size,
+        row |= {"architecture": display_name(run.config.arch), "width": run.config.width, "size": run.config.size,
                 "data": "synthetic" if data == SYNTHETIC else Path(data).name}
     return row | {"epochs": f"{run.epoch}/{run.epochs}" if run.epochs else str(run.epoch or ""),
                   "best score": run.best_score,

@@ -1,6 +1,8 @@
 """Building blocks shared by the U-Net family."""
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -49,3 +51,19 @@ def widths(base_width: int, depth: int) -> list[int]:
         [4, 8, 16, 32, 64]
     """
     return [base_width * 2**i for i in range(depth + 1)]
+
+
+def seed_layout(state: dict[str, torch.Tensor]) -> dict[str, Any] | None:
+    """Shapes of a state_dict named like the seed post's (``conv{i}_{j}``, ``final`` or ``final1..``).
+
+    ``in_channels``, ``num_classes``, ``base_width``, ``depth`` and ``deep_supervision`` (one head
+    per level), or None when it has no ``conv0_0``.
+    """
+    if "conv0_0.conv1.weight" not in state:
+        return None
+    first = state["conv0_0.conv1.weight"]
+    depth = max(int(k.split("_")[0][4:]) for k in state if k.startswith("conv") and k.endswith("_0.conv1.weight"))
+    deep = "final1.weight" in state
+    head = state["final1.weight" if deep else "final.weight"]
+    return {"in_channels": first.shape[1], "num_classes": head.shape[0], "base_width": first.shape[0],
+            "depth": depth, "deep_supervision": deep}

@@ -1,13 +1,16 @@
 """U-Net baseline (Ronneberger et al. 2015) with the same blocks and widths as UNet++."""
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
-from core.models.blocks import ConvBlock, pad_to_multiple, widths
+from core.models.base import SegmentationNet
+from core.models.blocks import ConvBlock, pad_to_multiple, seed_layout, widths
 
 
-class UNet(nn.Module):
+class UNet(SegmentationNet):
     """Plain U-Net: decoder node ``x{i}_{depth-i} = block(cat[x{i}_0, up(x{i+1}_{...})])``.
 
     Uses the same ``ConvBlock``, filter widths, pooling and up-sampling as ``NestedUNet``, so the
@@ -19,7 +22,7 @@ class UNet(nn.Module):
     """
 
     arch = "unet"
-    deep_supervision = False
+    display_name = "U-Net"
 
     def __init__(self, in_channels: int = 3, num_classes: int = 1, base_width: int = 32, depth: int = 4) -> None:
         super().__init__()
@@ -34,10 +37,6 @@ class UNet(nn.Module):
             self.add_module(f"conv{i}_{depth - i}", ConvBlock(f[i] + f[i + 1], f[i], f[i]))
         self.final = nn.Conv2d(f[0], num_classes, 1)
 
-    @property
-    def levels(self) -> list[int]:
-        return [self.depth]
-
     def forward(self, x: torch.Tensor, level: int | None = None) -> torch.Tensor:
         if level not in (None, self.depth):
             raise ValueError(f"U-Net has no pruning levels; only level {self.depth}")
@@ -49,3 +48,8 @@ class UNet(nn.Module):
         for i in reversed(range(self.depth)):
             x = getattr(self, f"conv{i}_{self.depth - i}")(torch.cat([skips[i], self.up(x)], 1))
         return self.final(x)[..., :h, :w]
+
+    @classmethod
+    def config_from_state_dict(cls, state: dict[str, torch.Tensor]) -> dict[str, Any] | None:
+        layout = seed_layout(state)
+        return None if layout is None else {k: v for k, v in layout.items() if k != "deep_supervision"}

@@ -1,13 +1,16 @@
 """UNet++ (nested U-Net; Zhou et al., DLMIA 2018 / IEEE TMI 2019) with deep supervision and pruning."""
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
-from core.models.blocks import ConvBlock, pad_to_multiple, widths
+from core.models.base import SegmentationNet
+from core.models.blocks import ConvBlock, pad_to_multiple, seed_layout, widths
 
 
-class NestedUNet(nn.Module):
+class NestedUNet(SegmentationNet):
     """UNet++: node ``x{i}_{j} = block(cat[x{i}_0..x{i}_{j-1}, up(x{i+1}_{j-1})])``.
 
     Args:
@@ -34,6 +37,7 @@ class NestedUNet(nn.Module):
     """
 
     arch = "unetpp"
+    display_name = "UNet++"
 
     def __init__(
         self,
@@ -72,9 +76,15 @@ class NestedUNet(nn.Module):
 
     def head(self, level: int) -> nn.Conv2d:
         """The 1x1 head on ``x0_{level}``."""
-        if level not in self.levels:
-            raise ValueError(f"level {level} not available; this model has levels {self.levels}")
+        self.check_level(level)
         return getattr(self, f"final{level}") if self.deep_supervision else self.final
+
+    @classmethod
+    def config_from_state_dict(cls, state: dict[str, torch.Tensor]) -> dict[str, Any] | None:
+        """A seed-post state_dict with nested nodes (U-Net's decoder nodes are ``conv{i}_{depth-i}``:
+        it has ``conv0_1`` only at depth 1, where the two networks coincide)."""
+        layout = seed_layout(state)
+        return layout if layout is not None and "conv0_1.conv1.weight" in state else None
 
     def forward(self, x: torch.Tensor, level: int | None = None) -> torch.Tensor | list[torch.Tensor]:
         x, (h, w) = pad_to_multiple(x, self.pad_multiple)

@@ -11,6 +11,7 @@ from typing import Any
 
 from core.data.augmentation import AUGMENTATIONS
 from core.data.intensity import POLICIES
+from core.models import ARCHITECTURES
 from core.training.schedule import SCHEDULES
 
 
@@ -28,7 +29,7 @@ class TrainConfig:
 
     data: str = option("synthetic", "'synthetic', a kaggle_3m folder, or a folder with images/ and masks/")
     out: str = option("runs/run", "run folder (config, split, history.jsonl, best.pt, last.pt)")
-    arch: str = option("unetpp", choices=("unetpp", "unet"))
+    arch: str = option("unetpp", choices=ARCHITECTURES.keys())  # a live view: registered names
     width: int = option(32, "filters of the first level (n in n*[1,2,4,8,16])")
     deep_supervision: bool = option(True, "one head on x0_4 instead of four (UNet++ only)",
                                     flag="--no-deep-supervision")
