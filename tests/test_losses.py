@@ -78,3 +78,17 @@ def test_loss_gradients_are_finite_in_bf16_autocast() -> None:
         loss = BCEDiceLoss()(logits * 1.0, torch.zeros(2, 16, 16))
     loss.backward()
     assert math.isfinite(loss.item()) and torch.isfinite(logits.grad).all()
+
+
+def test_loss_registry_gives_the_choices_and_the_trainers_loss(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    from core.losses import LOSSES
+    from core.train import build_parser, parse_args
+    from core.training.trainer import Trainer
+
+    assert parse_args([]).loss == "bce_dice"
+    default = Trainer(parse_args(["--out", str(tmp_path), "--alpha", "0.3", "--distill", "0.1"]))._build_loss()
+    assert default.weight == 0.1 and default.loss.loss.alpha == 0.3  # distillation around deep supervision
+    monkeypatch.setitem(LOSSES, "dice", lambda config: SoftDiceLoss(batch=config.batch_dice))
+    assert "{bce_dice,dice}" in build_parser().format_help()
+    loss = Trainer(parse_args(["--loss", "dice", "--batch-dice", "--out", str(tmp_path)]))._build_loss()
+    assert isinstance(loss, DeepSupervisionLoss) and isinstance(loss.loss, SoftDiceLoss) and loss.loss.batch

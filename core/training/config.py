@@ -11,6 +11,7 @@ from typing import Any
 
 from core.data.augmentation import AUGMENTATIONS
 from core.data.intensity import POLICIES
+from core.losses import LOSSES
 from core.models import ARCHITECTURES
 from core.training.schedule import SCHEDULES
 
@@ -55,6 +56,8 @@ class TrainConfig:
                             POLICIES)
     augment: str = option("mild", "mild: flips, small affine, slight brightness/contrast; strong: adds "
                                   "per-channel gamma/contrast/brightness, noise and blur", AUGMENTATIONS)
+    loss: str = option("bce_dice", "loss on every head (core.losses.LOSSES); bce_dice: alpha*BCE + (1-alpha)*soft Dice",
+                       LOSSES.keys())
     alpha: float = option(0.5, "loss = alpha*BCE + (1-alpha)*soft Dice")
     batch_dice: bool = option(False, "Dice term over the whole batch, not per image "
                                      "(empty slices cost only their false positives)")

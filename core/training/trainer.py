@@ -35,7 +35,7 @@ from core.checkpoint import CheckpointError, atomic_save, default_normalization,
 from core.data import EpochSampler, SliceDataset, SliceSet, load_source, split_volumes, train_augmentation
 from core.inference import evaluate_loader, normalize
 from core.levels import deepest
-from core.losses import BCEDiceLoss, DeepSupervisionLoss, SelfDistillationLoss
+from core.losses import DeepSupervisionLoss, SelfDistillationLoss, build_loss
 from core.models import build_model, model_config
 from core.runtime import autocast, autocast_dtype, memory_format, select_device
 from core.training.config import TrainConfig
@@ -164,10 +164,11 @@ class Trainer:
 
     # -- builders: override these to change the loss, the optimiser or the weight averaging ----
     def _build_loss(self) -> nn.Module:
-        """alpha*BCE + (1-alpha)*soft Dice on every deep-supervision head (the seed recipe), plus
-        self-distillation of the shallow heads from the deepest with ``--distill``."""
+        """The ``--loss`` (``core.losses.LOSSES``; by default alpha*BCE + (1-alpha)*soft Dice, the seed
+        recipe) on every deep-supervision head, plus self-distillation of the shallow heads from the
+        deepest with ``--distill``."""
         c = self.config
-        loss = DeepSupervisionLoss(BCEDiceLoss(c.alpha, batch_dice=c.batch_dice), c.ds_weights)
+        loss = DeepSupervisionLoss(build_loss(c.loss, c), c.ds_weights)
         return SelfDistillationLoss(loss, c.distill) if c.distill else loss
 
     def configure_optimizers(self) -> tuple[torch.optim.Optimizer, Any]:
