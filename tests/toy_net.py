@@ -27,19 +27,7 @@ class ToyNet(SegmentationNet):
         self.enc = nn.Conv2d(in_channels, base_width, 3, padding=1)
         if depth > 1:
             self.low = nn.Conv2d(base_width, base_width, 3, padding=1)
-        if deep_supervision:
-            for k in range(1, depth + 1):
-                self.add_module(f"final{k}", nn.Conv2d(base_width, num_classes, 1))
-        else:
-            self.final = nn.Conv2d(base_width, num_classes, 1)
-
-    @property
-    def levels(self) -> list[int]:
-        return list(range(1, self.depth + 1)) if self.deep_supervision else [self.depth]
-
-    def head(self, level: int) -> nn.Module:
-        self.check_level(level)
-        return getattr(self, f"final{level}") if self.deep_supervision else self.final
+        self.add_heads(base_width)  # final1, final2 (or final): levels and head() follow
 
     def features(self, x: torch.Tensor, level: int) -> torch.Tensor:
         f = torch.relu(self.enc(x))

@@ -20,8 +20,9 @@ class SegmentationNet(nn.Module):
     ``forward(x, level=None)``: every head's logits (a list, with deep supervision) or one
     tensor; with ``level=k`` only head ``k``'s logits, at the input's height and width.
 
-    The defaults below fit a network with one head (``final``), at level ``depth``. A network
-    with several heads sets ``deep_supervision`` and overrides ``levels``, ``head`` and ``prune``.
+    Heads are 1x1 convolutions (``add_heads``): ``final1..final{depth}``, one per level, with
+    ``deep_supervision``, else one ``final`` at level ``depth``; ``levels`` and ``head`` follow
+    from that. A network with several heads overrides ``prune`` (a single head's is the model).
     ``config`` saves every constructor argument stored as an attribute of the same name, and
     ``from_config`` rebuilds the model from it (override both for anything else).
     ``config_from_state_dict`` lets a bare state_dict of the architecture load (optional).
@@ -35,10 +36,18 @@ class SegmentationNet(nn.Module):
     base_width: int
     depth: int
 
+    def add_heads(self, channels: int) -> None:
+        """The 1x1 heads on ``channels`` features: ``final1..final{depth}`` or ``final``."""
+        if self.deep_supervision:
+            for k in range(1, self.depth + 1):
+                self.add_module(f"final{k}", nn.Conv2d(channels, self.num_classes, 1))
+        else:
+            self.final = nn.Conv2d(channels, self.num_classes, 1)
+
     @property
     def levels(self) -> list[int]:
         """Pruning levels this model can be evaluated at, one per head, shallowest first."""
-        return [self.depth]
+        return list(range(1, self.depth + 1)) if self.deep_supervision else [self.depth]
 
     def check_level(self, level: int) -> None:
         if level not in self.levels:
@@ -47,7 +56,7 @@ class SegmentationNet(nn.Module):
     def head(self, level: int) -> nn.Module:
         """The output layer of head ``level``."""
         self.check_level(level)
-        return self.final
+        return getattr(self, f"final{level}") if self.deep_supervision else self.final
 
     def prune(self, level: int) -> nn.Module:
         """A standalone model computing only head ``level``: ``prune(k)(x) == self(x, level=k)``."""

@@ -35,7 +35,7 @@ class UNet(SegmentationNet):
             self.add_module(f"conv{i}_0", ConvBlock(in_channels if i == 0 else f[i - 1], f[i], f[i]))
         for i in range(depth):
             self.add_module(f"conv{i}_{depth - i}", ConvBlock(f[i] + f[i + 1], f[i], f[i]))
-        self.final = nn.Conv2d(f[0], num_classes, 1)
+        self.add_heads(f[0])
 
     def forward(self, x: torch.Tensor, level: int | None = None) -> torch.Tensor:
         if level not in (None, self.depth):

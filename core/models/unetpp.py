@@ -63,21 +63,7 @@ class NestedUNet(SegmentationNet):
             for j in range(depth + 1 - i):
                 cin = in_channels if (i, j) == (0, 0) else (f[i - 1] if j == 0 else f[i] * j + f[i + 1])
                 self.add_module(f"conv{i}_{j}", ConvBlock(cin, f[i], f[i]))
-        if deep_supervision:
-            for k in range(1, depth + 1):
-                self.add_module(f"final{k}", nn.Conv2d(f[0], num_classes, 1))
-        else:
-            self.final = nn.Conv2d(f[0], num_classes, 1)
-
-    @property
-    def levels(self) -> list[int]:
-        """Pruning levels this model can be evaluated at (one per head)."""
-        return list(range(1, self.depth + 1)) if self.deep_supervision else [self.depth]
-
-    def head(self, level: int) -> nn.Conv2d:
-        """The 1x1 head on ``x0_{level}``."""
-        self.check_level(level)
-        return getattr(self, f"final{level}") if self.deep_supervision else self.final
+        self.add_heads(f[0])  # head k on x0_k
 
     @classmethod
     def config_from_state_dict(cls, state: dict[str, torch.Tensor]) -> dict[str, Any] | None:
