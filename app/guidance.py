@@ -53,6 +53,10 @@ def stored_source(meta: dict[str, Any]) -> str:
     validation volumes of kaggle_3m at epoch 77"``."""
     metrics = meta.get("metrics") or {}
     split = meta.get("split") or {}
+    if metrics.get("source") == "cross-validation":  # the shipped model trains on every patient
+        return (f"stored in the checkpoint: cross-validated over {metrics['folds']} folds of "
+                f"{len(split.get('train') or [])} patients of {data_name(split.get('data'))} "
+                f"(the same recipe, {metrics['budget_minutes']:g}-minute runs)")
     if metrics.get("n_volumes"):
         count = f"{metrics['n_volumes']} validation volumes ({metrics.get('n_images', '?')} slices)"
     elif metrics.get("n_images"):

@@ -220,6 +220,50 @@ def tune(variant: str, data: str) -> dict[str, Any]:
     return result
 
 
+def cross_validated(variant: str) -> dict[str, Any]:
+    """The recipe's cross-validated metrics in the checkpoint's ``metrics`` shape: per level, the mean
+    over folds of each fold's final model on its own validation patients (every patient scored once)."""
+    runs = collect()
+    folds = [runs[f"{variant}/fold{k}"]["final"] for k in range(FOLDS) if f"{variant}/fold{k}" in runs]
+    if len(folds) < FOLDS:
+        raise SystemExit(f"{variant}: {len(folds)} of {FOLDS} folds finished; run the study first")
+    levels = {level: {key: statistics.mean(f[level][key] for f in folds) for key in folds[0][level]
+                      if all(key in f[level] for f in folds)} for level in folds[0]}
+    deepest = str(max(int(level) for level in levels if level != "ens"))
+    return levels[deepest] | {"levels": levels, "source": "cross-validation", "variant": variant, "folds": FOLDS,
+                              "budget_minutes": BUDGET_MINUTES}
+
+
+def ship(checkpoint: Path, out: Path, variant: str, data: str) -> dict[str, Any]:
+    """Write ``checkpoint`` as the shipped model: weights and metadata only, with the post-processing rule
+    ``tune`` chose for its deepest head, its recipe's cross-validated metrics as ``metrics``, and its
+    fit on the patients it was trained on (``training_fit``, what ``core.evaluate --split train`` gives)."""
+    from core.checkpoint import atomic_save, load_checkpoint, read_checkpoint
+    from core.data import load_source
+    from core.evaluation import evaluate_model
+
+    tuned = json.loads(TUNED.read_text())
+    if tuned["variant"] != variant:
+        raise SystemExit(f"{TUNED} was tuned on {tuned['variant']!r}, not {variant!r}: run tune --variant {variant}")
+    data_ = read_checkpoint(checkpoint)
+    shipped = {k: v for k, v in data_.items() if k not in ("optimizer", "scheduler", "train_state_dict")}
+    deepest = str(max(int(level) for level in tuned["best"]))
+    shipped["postprocessing"] = {k: v for k, v in tuned["best"][deepest].items() if k != "volume_dice_mean"}
+    shipped["metrics"] = cross_validated(variant) | {"postprocessed_volume_dice_mean": tuned["best"][deepest][
+        "volume_dice_mean"]}
+    atomic_save(shipped, out)
+    model, meta = load_checkpoint(out)
+    pre = meta["preprocessing"]
+    slices = load_source(data, pre["input_size"], model.in_channels, model.num_classes, meta["split"]["train"],
+                         pre.get("intensity", "none"))
+    fit = evaluate_model(model, meta, slices, timing_repeats=1)
+    shipped["training_fit"] = {level: {k: v for k, v in row.items() if k != "volume_dice"}
+                               for level, row in fit["levels"].items()}
+    atomic_save(shipped, out)
+    return {"postprocessing": shipped["postprocessing"], "metrics": shipped["metrics"],
+            "training_fit_L4": shipped["training_fit"][deepest]}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="action", required=True)
@@ -230,6 +274,11 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("tune", help="choose the post-processing rule on the folds of one variant")
     t.add_argument("--data", required=True)
     t.add_argument("--variant", default="combined", choices=list(VARIANTS))
+    w = sub.add_parser("ship", help="write a trained checkpoint as the shipped model, with the tuned rule")
+    w.add_argument("checkpoint", type=Path)
+    w.add_argument("--out", type=Path, default=ROOT / "checkpoints" / "unetpp_lgg.pt")
+    w.add_argument("--variant", default="combined", choices=list(VARIANTS))
+    w.add_argument("--data", required=True)
     sub.add_parser("status", help="one line per run")
     sub.add_parser("report", help="score the runs and write docs/recipe.md")
     args = p.parse_args(argv)
@@ -238,11 +287,13 @@ def main(argv: list[str] | None = None) -> int:
     elif args.action == "tune":
         best = tune(args.variant, args.data)["best"]
         print(json.dumps(best, indent=1))
+    elif args.action == "ship":
+        print(json.dumps(ship(args.checkpoint, args.out, args.variant, args.data), indent=1, default=str))
     elif args.action == "status":
         for variant in VARIANTS:
             for fold in range(FOLDS):
                 run = RUNS / variant / f"fold{fold}"
-                print(f"{variant:>10} fold {fold}: {'done' if finished(run) else 'started' if run.exists() else '-'}")
+                print(f"{variant:>13} fold {fold}: {'done' if finished(run) else 'started' if run.exists() else '-'}")
     else:
         write_report()
     return 0

@@ -1,0 +1,99 @@
+"""Time to quality: validation volume Dice against minutes of this CPU, for two recipes on the same folds.
+
+    python bench/time_to_quality.py            # after bench/recipe.py run (reads docs/recipe/runs.json)
+
+Each run of the recipe study validates after every epoch; its curve is the volume Dice of the
+latest validation at each minute of its budget (one core's time). The chart is the mean over
+folds, so both recipes are judged on the same patients. It is written between the
+``time-to-quality`` markers of ``docs/benchmarks.md`` as a Mermaid line chart and a table with
+the minutes each recipe takes to reach 0.70 and 0.80.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from recipe import BUDGET_MINUTES, FOLDS, RESULTS, VARIANTS  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- time-to-quality:begin -->", "<!-- time-to-quality:end -->"
+RECIPES = {"baseline": "previous defaults (seed-post-like)", "combined": "new default recipe"}
+TARGETS = (0.70, 0.80)
+
+
+def score_at(curve: list[list[float]], minute: float) -> float | None:
+    """The volume Dice of the latest validation at or before ``minute`` (None before the first)."""
+    seen = [dice for t, dice in curve if t <= minute + 1e-9]
+    return seen[-1] if seen else None
+
+
+def mean_curve(runs: list[dict], minutes: list[float]) -> list[float | None]:
+    """Mean over folds of ``score_at``; None until every fold has validated once."""
+    out = []
+    for minute in minutes:  # the budget's last minute takes each run's final validation (a few seconds past it)
+        scores = [score_at(r["curve"], minute if minute < minutes[-1] else float("inf")) for r in runs]
+        out.append(None if None in scores else statistics.mean(scores))
+    return out
+
+
+def first_reaching(curve: list[float | None], minutes: list[float], target: float) -> float | None:
+    return next((m for m, v in zip(minutes, curve) if v is not None and v >= target), None)
+
+
+def build() -> str:
+    kept = json.loads(RESULTS.read_text())
+    minutes = [float(m) for m in range(1, BUDGET_MINUTES + 1)]
+    curves, rows = {}, []
+    for name, label in RECIPES.items():
+        runs = [kept[f"{name}/fold{k}"] for k in range(FOLDS) if f"{name}/fold{k}" in kept]
+        if len(runs) < FOLDS:
+            continue
+        curves[name] = mean_curve(runs, minutes)
+        reach = [first_reaching(curves[name], minutes, t) for t in TARGETS]
+        rows.append(f"| {label} (`{name}`: {VARIANTS[name][0]}) | "
+                    + " | ".join(f"{r:.0f}" if r is not None else f"not within {BUDGET_MINUTES}" for r in reach)
+                    + f" | {curves[name][-1]:.3f} |")
+    if not curves:
+        return "Not measured yet: run `python bench/recipe.py run` for the baseline and combined variants."
+    series = "\n".join(f'    line "{name}" [{", ".join(f"{v:.3f}" if v is not None else "0" for v in curve)}]'
+                       for name, curve in curves.items())
+    return "\n".join([
+        f"Mean over the {FOLDS} folds of validation volume Dice (deepest head) against minutes of one core, "
+        "from the recipe study's runs (`docs/recipe.md`); a run's score at a minute is that of its latest "
+        "validation. Lines in order: " + ", ".join(f"{n} = {RECIPES[n]}" for n in curves) + ".",
+        "",
+        "```mermaid",
+        "xychart-beta",
+        '    title "Validation volume Dice vs CPU minutes (mean of 3 folds)"',
+        f'    x-axis "minutes of one core" [{", ".join(str(int(m)) for m in minutes)}]',
+        '    y-axis "volume Dice" 0 --> 1',
+        series,
+        "```",
+        "",
+        "| recipe | minutes to 0.70 | minutes to 0.80 | at the end of the budget |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+        "Rebuild: `python bench/recipe.py run --data <kaggle_3m> --variants baseline combined`, then "
+        "`python bench/time_to_quality.py`.",
+    ])
+
+
+def main() -> int:
+    text = DOC.read_text()
+    section = f"{BEGIN}\n{build()}\n{END}"
+    if BEGIN in text:
+        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip() + "\n\n## Time to quality (training recipe)\n\n" + section + "\n"
+    DOC.write_text(text)
+    print(section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
