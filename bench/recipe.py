@@ -43,6 +43,10 @@ LEVERS = {  # name -> (what it changes, flags over the baseline)
 EXTRA_LEVERS = {  # measured on top of the combination
     "area_sampling": ("combined + slices drawn by lesion area", ["--sampling", "area"]),
     "distill": ("combined + self-distillation of L1-L3 from L4 (0.5)", ["--distill", "0.5"]),
+    "width32": ("combined at width 32", ["--width", "32"]),
+    "size256": ("combined at 256 px", ["--size", "256"]),
+    "unet": ("combined, U-Net (the paper's comparison)", ["--arch", "unet"]),
+    "unetpp_nods": ("combined, UNet++ without deep supervision", ["--no-deep-supervision"]),
 }
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "baseline": ("today's defaults (ImageNet scaling, mild augmentation, plateau, no EMA)", []),

@@ -56,7 +56,8 @@ def test_run_folder_is_complete_and_reproducible(tmp_path: Path) -> None:
 
 
 def test_early_stopping_and_existing_run_refused(tmp_path: Path) -> None:
-    config = TrainConfig(out=str(tmp_path / "run"), width=4, size=32, epochs=10, lr=0.0, patience=1)
+    config = TrainConfig(out=str(tmp_path / "run"), width=4, size=32, epochs=10, lr=0.0, patience=1,
+                         schedule="plateau")  # early stopping belongs to the plateau schedule
     data = make_synthetic(n_volumes=4, slices_per_volume=4, size=32)
     summary = Trainer(config, data=data).fit()
     assert summary["reason"] == "early_stopping" and summary["epoch"] == 2

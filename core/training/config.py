@@ -26,12 +26,17 @@ def option(default: Any, help: str = "", choices: tuple | None = None, flag: str
 
 @dataclass
 class TrainConfig:
-    """Training options; the CLI flags of ``python -m core.train`` map one to one onto these."""
+    """Training options; the CLI flags of ``python -m core.train`` map one to one onto these.
+
+    The defaults are the recipe chosen by cross-validation in ``docs/recipe.md`` (per-volume
+    intensity, strong intensity augmentation, warm-up + cosine decay, a weight average, width 16
+    at 128 px); the seed recipe is ``--intensity none --augment mild --schedule plateau --ema 0``.
+    """
 
     data: str = option("synthetic", "'synthetic', a kaggle_3m folder, or a folder with images/ and masks/")
     out: str = option("runs/run", "run folder (config, split, history.jsonl, best.pt, last.pt)")
     arch: str = option("unetpp", choices=ARCHITECTURES.keys())  # a live view: registered names
-    width: int = option(32, "filters of the first level (n in n*[1,2,4,8,16])")
+    width: int = option(16, "filters of the first level (n in n*[1,2,4,8,16]; the UNet++ paper uses 32)")
     deep_supervision: bool = option(True, "one head on x0_4 instead of four (UNet++ only)",
                                     flag="--no-deep-supervision")
     ds_weights: list[float] | None = option(None, "loss weight per head (default equal)")
@@ -45,16 +50,16 @@ class TrainConfig:
                                        "(fair comparisons of one-thread runs on a shared machine)", ("wall", "cpu"))
     batch_size: int = option(8)
     lr: float = option(1e-3, "Adam learning rate (the peak, after warm-up)")
-    schedule: str = option("plateau", "plateau: ReduceLROnPlateau on validation IoU; cosine / poly: "
+    schedule: str = option("cosine", "plateau: ReduceLROnPlateau on validation IoU; cosine / poly: "
                                       "decay to zero at the end of the run", SCHEDULES)
-    warmup: float = option(0.0, "share of the run with a linear learning-rate warm-up (cosine / poly)")
-    ema: float = option(0.0, "decay of an exponential moving average of the weights, which is validated and "
+    warmup: float = option(0.05, "share of the run with a linear learning-rate warm-up (cosine / poly)")
+    ema: float = option(0.995, "decay of an exponential moving average of the weights, which is validated and "
                              "saved as the model (0: off; e.g. 0.995)")
-    size: int = option(256, "slices are resized to size x size")
-    intensity: str = option("none", "none: slices as read; volume: each volume's channels stretched from their "
+    size: int = option(128, "slices are resized to size x size")
+    intensity: str = option("volume", "none: slices as read; volume: each volume's channels stretched from their "
                                     "1st..99.5th body percentile to 0..255 (a 2D image is its own volume)",
                             POLICIES)
-    augment: str = option("mild", "mild: flips, small affine, slight brightness/contrast; strong: adds "
+    augment: str = option("strong", "mild: flips, small affine, slight brightness/contrast; strong: adds "
                                   "per-channel gamma/contrast/brightness, noise and blur", AUGMENTATIONS)
     loss: str = option("bce_dice", "loss on every head (core.losses.LOSSES); bce_dice: alpha*BCE + (1-alpha)*soft Dice",
                        LOSSES.keys())
@@ -74,7 +79,7 @@ class TrainConfig:
     patience: int = option(10, "early stopping (plateau schedule): epochs without a better score")
     lr_patience: int = option(3, "ReduceLROnPlateau: epochs without a better validation IoU before lr is "
                                  "divided by 10")
-    empty_fraction: float = option(1.0, "share of slices with an empty mask drawn each epoch (all non-empty "
+    empty_fraction: float = option(0.3, "share of slices with an empty mask drawn each epoch (all non-empty "
                                         "ones always are)")
     sampling: str = option("positive", "positive: every lesion slice plus --empty-fraction of the empty ones; "
                                        "area: as many slices drawn with probability half by lesion area, half "
