@@ -99,8 +99,22 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        """The config saved as ``data``; options it predates take the values that reproduce how it ran.
+
+        Example:
+            >>> old = TrainConfig.from_dict({"data": "synthetic", "width": 8})  # a config.json from before EMA
+            >>> old.ema, old.schedule, old.intensity, TrainConfig().ema
+            (0.0, 'plateau', 'none', 0.995)
+        """
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return cls(**(BEFORE_RECIPE | {k: v for k, v in data.items() if k in names}))
+
+
+BEFORE_RECIPE = {  # options added with the recipe study, at the values that reproduce earlier runs
+    "intensity": "none", "augment": "mild", "schedule": "plateau", "warmup": 0.0, "ema": 0.0,
+    "budget_minutes": None, "budget_clock": "wall", "folds": 0, "fold": 0, "sampling": "positive",
+    "distill": 0.0, "loss": "bce_dice",
+}
 
 
 def cli_fields() -> list[Field]:
