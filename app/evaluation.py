@@ -17,7 +17,7 @@ from core.data import SliceSet
 from core.evaluation import evaluate_model
 from core.inference import normalize, predict_all, probabilities_to_mask
 from core.levels import deepest, heads, level_key, level_name, model_levels
-from core.metrics import dice_score
+from core.metrics import dice_score, headline
 
 TOLERANCE = 0.01  # one Dice point
 
@@ -58,10 +58,8 @@ def measure_levels(checkpoint: str, mtime: float, repeats: int = TIMING_REPEATS)
 
 
 def headline_metric(result: dict[str, Any]) -> tuple[str, str]:
-    """``(key, label)`` of the score levels are judged by: volume Dice on volumes, else Dice."""
-    if all("volume_dice_mean" in row for row in result["levels"].values()):
-        return "volume_dice_mean", "volume Dice"
-    return "dice", "Dice"
+    """``(key, label)`` of the score an evaluation's levels are judged by (``core.metrics.headline``)."""
+    return headline(result["levels"].values())
 
 
 def recommend(result: dict[str, Any], tolerance: float = TOLERANCE) -> str | None:

@@ -10,6 +10,7 @@ import numpy as np
 from core.data import SYNTHETIC
 from core.data.scans import Scan
 from core.levels import deepest_key, keyed, level_key, level_name
+from core.metrics import headline
 
 WEAK_SHARE = 0.9  # a level scoring under 90 % of the deepest head's validation score gets a warning
 
@@ -73,10 +74,8 @@ def stored_levels(meta: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 
 def stored_metric(levels: dict[str, dict[str, float]]) -> tuple[str, str]:
-    """``(key, label)``: volume Dice where every level has it, else Dice."""
-    if levels and all("volume_dice_mean" in row for row in levels.values()):
-        return "volume_dice_mean", "volume Dice"
-    return "dice", "Dice"
+    """``(key, label)`` of the headline score of stored per-level metrics (``core.metrics.headline``)."""
+    return headline(levels.values())
 
 
 def level_quality(meta: dict[str, Any], level: int | str) -> LevelQuality | None:

@@ -20,9 +20,10 @@ from core.data.scans import Scan, read_scans
 from core.inference import lesion_masks, segment_images
 from core.levels import Level
 from core.lesions import slice_rows, volume_summary
+from core.outputs import SUFFIXES
 
 BATCH = 8  # slices per forward pass, and per turn on the processor
-TYPES = ["png", "jpg", "jpeg", "bmp", "tif", "tiff", "dcm", "nii", "gz", "zip"]
+TYPES = sorted({suffix.rsplit(".", 1)[-1] for suffix in SUFFIXES})  # what the readers take, as the uploader names it
 
 
 @dataclass

@@ -6,7 +6,7 @@ class (multi-class), never raw logits. A score whose prediction and truth are bo
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 
@@ -154,3 +154,18 @@ class SegmentationMetrics:
                 "n_volumes": len(vols),
             }
         return result
+
+
+def headline(rows: Iterable[Mapping[str, float]]) -> tuple[str, str]:
+    """``(key, label)`` of the score models are judged by: volume Dice where every row has it, else Dice.
+
+    The trainer keeps ``best.pt`` by it, and the pages rank and recommend levels by it.
+
+    Example:
+        >>> headline([{"dice": 0.9, "volume_dice_mean": 0.8}]), headline([{"dice": 0.9}]), headline([])
+        (('volume_dice_mean', 'volume Dice'), ('dice', 'Dice'), ('dice', 'Dice'))
+    """
+    rows = list(rows)
+    if rows and all("volume_dice_mean" in row for row in rows):
+        return "volume_dice_mean", "volume Dice"
+    return "dice", "Dice"

@@ -36,6 +36,7 @@ from core.data import EpochSampler, SliceDataset, SliceSet, load_source, split_v
 from core.inference import evaluate_loader, normalize
 from core.levels import deepest
 from core.losses import DeepSupervisionLoss, SelfDistillationLoss, build_loss
+from core.metrics import headline
 from core.models import build_model, model_config
 from core.runtime import autocast, autocast_dtype, memory_format, select_device
 from core.training.config import TrainConfig
@@ -45,8 +46,8 @@ from core.training.schedule import lr_factor
 
 
 def score_of(metrics: dict[str, float]) -> float:
-    """The number best.pt maximises: volume Dice where volumes exist, else per-image Dice."""
-    return metrics.get("volume_dice_mean", metrics["dice"])
+    """The number best.pt maximises: the headline score (``core.metrics.headline``) of the deepest head."""
+    return metrics[headline([metrics])[0]]
 
 
 def training_step(
