@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the project's core/, when run as a script
 RUNS = ROOT / "runs" / "recipe"
 RESULTS = ROOT / "docs" / "recipe" / "runs.json"
 DOC = ROOT / "docs" / "recipe.md"
@@ -49,8 +50,8 @@ EXTRA_LEVERS = {  # measured on top of the combination
     "unetpp_nods": ("combined, UNet++ without deep supervision", ["--no-deep-supervision"]),
 }
 VARIANTS: dict[str, tuple[str, list[str]]] = {
-    "baseline": ("today's defaults (ImageNet scaling, mild augmentation, plateau, no EMA)", []),
-    "combined": ("all four levers", sum((flags for _, flags in LEVERS.values()), [])),
+    "baseline": ("the previous defaults (ImageNet scaling, mild augmentation, plateau, no EMA)", []),
+    "combined": ("all four levers (the new defaults)", sum((flags for _, flags in LEVERS.values()), [])),
     **{name: (text, flags) for name, (text, flags) in LEVERS.items()},
     **{name: (text, sum((f for _, f in LEVERS.values()), []) + flags) for name, (text, flags) in EXTRA_LEVERS.items()},
 }
@@ -175,6 +176,23 @@ def write_report() -> None:
                          if r else "-")
         if any(c != "-" for c in cells):
             lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    if TUNED.exists():
+        tuned = json.loads(TUNED.read_text())
+        lines += ["", "## Post-processing, chosen on the folds", "",
+                  f"Each fold's final `{tuned['variant']}` model segments its own validation patients "
+                  f"({tuned['patients']} patients in all, each scored once); every rule (threshold "
+                  f"{', '.join(map(str, THRESHOLDS))}; keep 3D components of at least "
+                  f"{', '.join(map(str, COMPONENT_FRACTIONS))} of the largest; with and without a horizontal-flip "
+                  "average) is scored by mean volume Dice over them. `python bench/recipe.py tune` rebuilds it; "
+                  "the best rule for the deepest head is stored in the shipped checkpoint and is the default of "
+                  "`core.predict` and the Segment page.", "",
+                  "| level | threshold 0.5, all components, no flip | best rule | its volume Dice |",
+                  "|---|---|---|---|"]
+        for level in sorted(tuned["best"], key=int):
+            best = tuned["best"][level]
+            rule = (f"threshold {best['threshold']}, components ≥ {best['min_component_fraction']} of the largest"
+                    f"{', flip' if best['hflip'] else ''}")
+            lines.append(f"| L{level} | {tuned['plain'][level]:.3f} | {rule} | {best['volume_dice_mean']:.3f} |")
     DOC.write_text("\n".join(lines) + "\n")
     print(f"wrote {DOC.relative_to(ROOT)} from {len(runs)} runs")
 
@@ -260,7 +278,7 @@ def ship(checkpoint: Path, out: Path, variant: str, data: str) -> dict[str, Any]
     pre = meta["preprocessing"]
     slices = load_source(data, pre["input_size"], model.in_channels, model.num_classes, meta["split"]["train"],
                          pre.get("intensity", "none"))
-    fit = evaluate_model(model, meta, slices, timing_repeats=1)
+    fit = evaluate_model(model, meta, slices, [model.levels[-1]], timing_repeats=1)
     shipped["training_fit"] = {level: {k: v for k, v in row.items() if k != "volume_dice"}
                                for level, row in fit["levels"].items()}
     atomic_save(shipped, out)

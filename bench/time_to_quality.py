@@ -59,7 +59,9 @@ def build() -> str:
                     + f" | {curves[name][-1]:.3f} |")
     if not curves:
         return "Not measured yet: run `python bench/recipe.py run` for the baseline and combined variants."
-    series = "\n".join(f'    line "{name}" [{", ".join(f"{v:.3f}" if v is not None else "0" for v in curve)}]'
+    first = next(i for i in range(len(minutes)) if all(c[i] is not None for c in curves.values()))
+    shown = minutes[first:]  # from the first minute every recipe has validated
+    series = "\n".join(f'    line "{name}" [{", ".join(f"{v:.3f}" for v in curve[first:])}]'
                        for name, curve in curves.items())
     return "\n".join([
         f"Mean over the {FOLDS} folds of validation volume Dice (deepest head) against minutes of one core, "
@@ -69,7 +71,7 @@ def build() -> str:
         "```mermaid",
         "xychart-beta",
         '    title "Validation volume Dice vs CPU minutes (mean of 3 folds)"',
-        f'    x-axis "minutes of one core" [{", ".join(str(int(m)) for m in minutes)}]',
+        f'    x-axis "minutes of one core" [{", ".join(str(int(m)) for m in shown)}]',
         '    y-axis "volume Dice" 0 --> 1',
         series,
         "```",
