@@ -21,6 +21,7 @@ from core.inference import lesion_masks, segment_images
 from core.levels import Level
 from core.lesions import slice_rows, volume_summary
 from core.outputs import SUFFIXES
+from core.postprocess import rule_of
 
 BATCH = 8  # slices per forward pass, and per turn on the processor
 TYPES = sorted({suffix.rsplit(".", 1)[-1] for suffix in SUFFIXES})  # what the readers take, as the uploader names it
@@ -140,16 +141,18 @@ def probabilities(checkpoint: Path, level: Level, key: str, slices: np.ndarray,
         model, meta = load_model(checkpoint)
         # sessions take turns batch by batch instead of oversubscribing the cores
         return segment_images(model, meta["preprocessing"], slices, level, inference_device()[1], BATCH,
-                              progress, turn=inference_turn)
+                              progress, turn=inference_turn, hflip=rule_of(meta)["hflip"])
 
     return probability_store().get_or_compute((str(checkpoint), checkpoint.stat().st_mtime, level, key), compute)
 
 
 def segment(checkpoint: Path, level: Level, key: str, scan: Scan, stem: str, threshold: float,
+            min_component_fraction: float,
             progress: Callable[[float], None] | None = None) -> Result:
-    """Segment ``scan`` (cached) and threshold it."""
+    """Segment ``scan`` (cached; with the checkpoint's test-time flip), threshold it and drop its small
+    3D components (``core.postprocess``)."""
     probs = probabilities(checkpoint, level, key, scan.slices, progress)
-    lesion, masks = lesion_masks(probs, threshold)
+    lesion, masks = lesion_masks(probs, threshold, min_component_fraction)
     return Result(scan, stem, lesion, masks)
 
 

@@ -16,6 +16,7 @@ from core.data.scans import MAX_VOXELS
 from core.levels import default_level, level_name, model_levels
 from core.lesions import csv_text
 from core.outputs import png_bytes, slice_masks_zip, unique_stems, zip_bytes
+from core.postprocess import rule_of
 
 setup_page("Segment")
 st.title("Segment")
@@ -26,7 +27,12 @@ with st.sidebar:
         st.session_state[LEVEL] = default_level(model)
     level = persistent_selectbox("Level", levels, LEVEL, level_name,
                                  help="L1 is the smallest and fastest head, L4 the deepest; ensemble averages all")
-    threshold = st.slider("Threshold", 0.05, 0.95, 0.5, 0.05, help="Probability from which a pixel counts as lesion")
+    rule = rule_of(meta)  # chosen on validation folds where the checkpoint carries one
+    threshold = st.slider("Threshold", 0.05, 0.95, float(rule["threshold"]), 0.05,
+                          help="Probability from which a pixel counts as lesion (the default is the model's own)")
+    components = st.slider("Drop small lesion parts", 0.0, 1.0, float(rule["min_component_fraction"]), 0.05,
+                           help="Remove connected lesion parts (3D in a volume) smaller than this share of the "
+                                "largest: 0 keeps all, 1 only the largest (the default is the model's own)")
     opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05)
     quality = level_quality(meta, level)
     if quality is not None:
@@ -67,7 +73,7 @@ for scan, key, stem in zip(scans, keys, unique_stems([s.name for s in scans])):
         if bar is not None:
             bar.progress(min(1.0, (before + fraction * n) / total), text=f"Segmenting {scan.name}…")
 
-    results.append(segment(checkpoint, level, key, scan, stem, threshold, progress))
+    results.append(segment(checkpoint, level, key, scan, stem, threshold, components, progress))
     done += len(scan.slices)
 if bar is not None:
     bar.empty()

@@ -405,6 +405,24 @@ def test_level_quality_and_input_differences() -> None:
     assert "one channel" in notes and "200×240 pixels" in notes and "aspect ratio" in notes and "int16" in notes
 
 
+def test_segment_defaults_to_the_checkpoints_post_processing_rule(studio: Path, trained: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = studio / "runs"
+    shutil.copytree(trained, runs)
+    best = runs / "tiny" / "best.pt"
+    checkpoint = torch.load(best, weights_only=True)
+    checkpoint["postprocessing"] = {"threshold": 0.7, "min_component_fraction": 0.5, "hflip": True}
+    torch.save(checkpoint, best)
+    monkeypatch.setenv("UNETPP_STUDIO_RUNS", str(runs))
+    at = page("3_Segment")
+    assert by_label(at.slider, "Threshold").value == 0.7
+    assert by_label(at.slider, "Drop small lesion parts").value == 0.5
+    volume = make_synthetic(n_volumes=1, slices_per_volume=4, size=64, seed=6, lesion_fraction=1.0).images[..., 1]
+    at.get("file_uploader")[0].upload("scan.nii.gz", nifti_bytes(volume, np.eye(4)), "application/gzip")
+    at.run()
+    assert not at.exception and any("threshold 0.70" in c for c in image_captions(at))
+
+
 def test_segment_several_files_names_the_bad_ones(with_run: Path) -> None:
     at = page("3_Segment")
     image = make_synthetic(n_volumes=1, slices_per_volume=1, size=64, seed=1).images[0]
