@@ -68,7 +68,8 @@ def recipe_options() -> dict:
     """The recipe's levers (``RECIPE`` fields of ``TrainConfig``), each with its CLI help and default."""
     values = {}
     columns = st.columns(4)
-    for i, f in enumerate(f for f in cli_fields() if f.name in RECIPE):
+    by_name = {f.name: f for f in cli_fields()}
+    for i, f in enumerate(by_name[name] for name in RECIPE):
         box, label, default = columns[i % 4], RECIPE[f.name], default_of(f)
         if f.metadata.get("choices"):
             choices = list(f.metadata["choices"])
@@ -94,9 +95,11 @@ def new_run_form(expanded: bool) -> None:
     with form:
         a, b, c, d = st.columns(4)
         arch = a.selectbox("Architecture", list(ARCHITECTURES), format_func=display_name)
-        width = b.number_input("Width", 2, 64, 8, help="Filters of the first level (UNet++ paper: 32)")
+        demo = {"width": 8, "size": 64} if synthetic else {"width": DEFAULTS.width, "size": DEFAULTS.size}
+        width = b.number_input("Width", 2, 64, demo["width"], help="Filters of the first level (UNet++ paper: 32)")
         deep = c.checkbox("Deep supervision", True, help="UNet++: a head on each x0_j, so it can be pruned")
-        size = d.number_input("Input size", 16, 512, 64, step=16, help="Slices are resized to size × size pixels")
+        size = d.number_input("Input size", 16, 512, demo["size"], step=16,
+                              help="Slices are resized to size × size pixels")
         a, b, c, d = st.columns(4)
         if synthetic:  # the demo: a few quick epochs
             epochs, budget = a.number_input("Epochs", 1, 500, 10), None

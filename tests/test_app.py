@@ -155,6 +155,8 @@ def test_train_form_offers_every_option(studio: Path) -> None:
     assert not by_label(at.text_input, "Data folder").disabled
     labels = {w.label for w in at.number_input}
     assert "Minutes" in labels and "Epochs" not in labels  # real data trains to a time budget
+    assert by_label(at.number_input, "Width").value == defaults.width  # the recipe's, not the demo's
+    assert by_label(at.number_input, "Input size").value == defaults.size
 
 
 def test_train_rejects_a_wrong_folder_and_a_bad_name(studio: Path) -> None:
