@@ -18,7 +18,7 @@ from core.data import DataError, load_source
 from core.evaluation import evaluate_model, select_split, split_ids
 from core.levels import parse_level, short_name
 from core.paths import DEFAULT_CHECKPOINT
-from core.runtime import autocast_dtype, reexec_with_tuned_malloc, select_device
+from core.runtime import add_device_flags, autocast_dtype, reexec_with_tuned_malloc, select_device
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -47,8 +47,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="the checkpoint's validation (or training) volumes, or all slices")
     p.add_argument("--levels", nargs="+", default=None, help="levels to evaluate: 1 2 3 4 ens (default all)")
     p.add_argument("--json", type=Path, default=None, help="write the result here")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
+    add_device_flags(p)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--timing-repeats", type=int, default=10, help="forward passes timed per level (median)")
     args = p.parse_args(argv)

@@ -27,7 +27,7 @@ from core.lesions import csv_text, volume_summary
 from core.outputs import unique_stems, write_outputs
 from core.paths import DEFAULT_CHECKPOINT
 from core.postprocess import rule_of
-from core.runtime import autocast_dtype, reexec_with_tuned_malloc, select_device
+from core.runtime import add_device_flags, autocast_dtype, reexec_with_tuned_malloc, select_device
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,8 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None,
                    help="average with the mirrored image's prediction (default: the checkpoint's rule)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
+    add_device_flags(p)
     args = p.parse_args(argv)
     try:
         device = select_device(args.device)

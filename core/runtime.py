@@ -1,6 +1,7 @@
 """Device choice, mixed precision and process-level speed settings."""
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import sys
@@ -11,6 +12,15 @@ import torch
 # step, so keeping them (no mmap, no trimming) roughly halves CPU step time (see docs/benchmarks.md).
 TUNED_MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**40)}
 NO_TUNING_FLAG = "UNETPP_NO_MALLOC_TUNING"
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEVICE_HELP = "auto, cpu, cuda, cuda:1, mps"
+PRECISION_HELP = "auto: bf16 autocast on CPUs with bf16 support, AMP on CUDA, else fp32"
+
+
+def add_device_flags(parser: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--precision``, as every inference CLI declares them (training: ``TrainConfig``)."""
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
 
 
 def select_device(name: str = "auto") -> torch.device:

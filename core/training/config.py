@@ -13,6 +13,7 @@ from core.data.augmentation import AUGMENTATIONS
 from core.data.intensity import POLICIES
 from core.losses import LOSSES
 from core.models import ARCHITECTURES
+from core.runtime import DEVICE_HELP, PRECISION_HELP, PRECISIONS
 from core.training.schedule import SCHEDULES
 
 
@@ -73,9 +74,8 @@ class TrainConfig:
     workers: int = option(0, "DataLoader worker processes")
     threads: int | None = option(None, "CPU threads for torch (default: all cores); 1 when several runs "
                                        "share a small CPU")
-    device: str = option("auto", "auto, cpu, cuda, cuda:1, mps")
-    precision: str = option("auto", "auto: bf16 autocast on CPUs with bf16 support, AMP on CUDA, else fp32",
-                            ("auto", "fp32", "bf16", "fp16"))
+    device: str = option("auto", DEVICE_HELP)
+    precision: str = option("auto", PRECISION_HELP, PRECISIONS)
     patience: int = option(10, "early stopping (plateau schedule): epochs without a better score")
     lr_patience: int = option(3, "ReduceLROnPlateau: epochs without a better validation IoU before lr is "
                                  "divided by 10")
