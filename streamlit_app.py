@@ -13,6 +13,7 @@ from torch import nn
 
 from app.architecture import architecture_figure, level_nodes, nodes
 from app.checkpoints import available_checkpoints, load_model, model_summary, shipped_checkpoint
+from app.guidance import stored_source
 from app.layout import PAGES, setup_page
 from core.checkpoint import CheckpointError
 from core.complexity import count_parameters
@@ -60,6 +61,11 @@ def show_model(path: Path, model: nn.Module, meta: dict[str, Any]) -> None:
     if "volume_dice_mean" in metrics:
         cols[2].metric("Volume Dice", f"{metrics['volume_dice_mean']:.3f}",
                        help="Dice over each patient's stack of slices, averaged over patients")
+    if metrics:
+        post = metrics.get("postprocessed_volume_dice_mean")
+        st.caption(stored_source(meta).capitalize() + "."
+                   + (f" With the model's post-processing rule (used by Segment and core.predict), volume Dice "
+                      f"{post:.3f}." if post is not None else ""))
     table = metrics_table(model, meta)
     if not table.empty:
         st.dataframe(table, hide_index=True, width="stretch",
