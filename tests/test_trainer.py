@@ -29,7 +29,8 @@ def epochs_of(run: Path) -> list[dict]:
 def test_short_synthetic_training_learns(tmp_path: Path) -> None:
     data = make_synthetic(n_volumes=8, slices_per_volume=12, size=64, seed=1)
     events: list[dict] = []
-    config = TrainConfig(out=str(tmp_path / "run"), width=8, size=64, epochs=8, batch_size=8, lr=3e-3, val_fraction=0.25)
+    config = TrainConfig(out=str(tmp_path / "run"), width=8, size=64, epochs=8, batch_size=8, lr=3e-3, val_fraction=0.25,
+                         empty_fraction=1.0)  # every slice each epoch: enough steps for 8 short epochs
     summary = Trainer(config, callbacks=[events.append], data=data).fit()
     epochs = [e for e in events if e["event"] == "epoch"]
     assert summary["reason"] == "completed" and len(epochs) == 8
