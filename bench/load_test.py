@@ -42,6 +42,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from core.files import atomic_write  # noqa: E402
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
@@ -299,7 +301,7 @@ def main() -> int:
     report = run(args)
     print_table(report)
     if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
+        atomic_write(args.json, json.dumps(report, indent=1))
     failed = any(r["errors"] or r["wrong_results"] for r in report["runs"]) or report["outside_requests"]
     return 1 if failed else 0
 

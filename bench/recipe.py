@@ -26,6 +26,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the project's core/, when run as a script
+from core.files import atomic_write  # noqa: E402
 RUNS = ROOT / "runs" / "recipe"
 RESULTS = ROOT / "docs" / "recipe" / "runs.json"
 DOC = ROOT / "docs" / "recipe.md"
@@ -117,7 +118,7 @@ def collect() -> dict[str, dict[str, Any]]:
             if finished(run):
                 kept[f"{variant}/fold{fold}"] = summarize(run)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(kept, indent=1) + "\n")
+    atomic_write(RESULTS, json.dumps(kept, indent=1) + "\n")
     return kept
 
 
@@ -193,7 +194,7 @@ def write_report() -> None:
             rule = (f"threshold {best['threshold']}, components ≥ {best['min_component_fraction']} of the largest"
                     f"{', flip' if best['hflip'] else ''}")
             lines.append(f"| L{level} | {tuned['plain'][level]:.3f} | {rule} | {best['volume_dice_mean']:.3f} |")
-    DOC.write_text("\n".join(lines) + "\n")
+    atomic_write(DOC, "\n".join(lines) + "\n")
     print(f"wrote {DOC.relative_to(ROOT)} from {len(runs)} runs")
 
 
@@ -238,7 +239,7 @@ def tune(variant: str, data: str) -> dict[str, Any]:
               "best": {level: json.loads(max(rules, key=rules.get)) | {"volume_dice_mean": max(rules.values())}
                        for level, rules in table.items()},
               "table": table}
-    TUNED.write_text(json.dumps(result, indent=1) + "\n")
+    atomic_write(TUNED, json.dumps(result, indent=1) + "\n")
     return result
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from core.files import atomic_write
 from core.levels import short_name
 
 TARGETS_NOTE = """Targets (issue 5), as ratios within this run: our step at least 3x the seed-style step and
@@ -108,4 +109,4 @@ def write_report(meta: dict[str, Any], rows: list[dict[str, Any]], path: Path) -
     text = path.read_text() if path.exists() else f"# Benchmarks\n\n{begin}\n{end}\n"
     head, _, rest = text.partition(begin)
     _, _, tail = rest.partition(end)
-    path.write_text(head + begin + "\n" + "\n".join(body) + "\n" + end + tail)
+    atomic_write(path, head + begin + "\n" + "\n".join(body) + "\n" + end + tail)

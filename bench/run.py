@@ -27,6 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from core.files import atomic_write  # noqa: E402
 from core.runtime import TUNED_MALLOC_ENV  # noqa: E402
 
 WORKER = Path(__file__).resolve().parent / "worker.py"
@@ -135,7 +136,7 @@ def main() -> None:
             "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
             "command": " ".join(["python bench/run.py", *sys.argv[1:]]), "versions": versions(),
             "width": args.width, "size": args.size, "batch": args.batch, "repeats": args.repeats}
-    args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    atomic_write(args.out, json.dumps({"meta": meta, "rows": rows}, indent=2))
     from bench.report import write_report  # noqa: E402 (after the rows, so a report bug loses no data)
 
     write_report(meta, rows, args.doc)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recipe import BUDGET_MINUTES, FOLDS, RESULTS, VARIANTS  # noqa: E402
+from core.files import atomic_write  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -92,7 +93,7 @@ def main() -> int:
         text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END):]
     else:
         text = text.rstrip() + "\n\n## Time to quality (training recipe)\n\n" + section + "\n"
-    DOC.write_text(text)
+    atomic_write(DOC, text)
     print(section)
     return 0
 

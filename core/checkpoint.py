@@ -1,16 +1,16 @@
 """One-file checkpoints readable with ``torch.load(path, weights_only=True)``."""
 from __future__ import annotations
 
-import os
+import io
 import pickle
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from core.files import atomic_write
 from core.models import ARCHITECTURES, build_model, config_from_state_dict, display_name, model_config
 
 FORMAT = "unetpp-studio"
@@ -31,22 +31,10 @@ def default_normalization(channels: int) -> dict[str, list[float]]:
 
 
 def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide checkpoints from other users
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``torch.save`` through ``core.files.atomic_write``: never a half-written checkpoint."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write(path, buffer.getvalue())
 
 
 def make_checkpoint(model: nn.Module, input_size: int | None, normalization: dict, **meta: Any) -> dict[str, Any]:

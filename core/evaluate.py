@@ -16,6 +16,7 @@ from typing import Any
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.data import DataError, load_source
 from core.evaluation import evaluate_model, select_split, split_ids
+from core.files import atomic_write
 from core.levels import parse_level, short_name
 from core.paths import DEFAULT_CHECKPOINT
 from core.runtime import add_device_flags, autocast_dtype, reexec_with_tuned_malloc, select_device
@@ -69,8 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                "device": str(device), "precision": args.precision}
     print(format_table(result))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+        atomic_write(args.json, json.dumps(result, indent=2))
     return 0
 
 

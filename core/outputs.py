@@ -11,6 +11,7 @@ import numpy as np
 
 from core.data.io import IMAGE_SUFFIXES
 from core.data.scans import VOLUME_SUFFIXES, Scan
+from core.files import atomic_write
 from core.lesions import csv_text, slice_rows
 
 SUFFIXES = (*VOLUME_SUFFIXES, *IMAGE_SUFFIXES)
@@ -97,11 +98,4 @@ def write_outputs(scan: Scan, lesion: np.ndarray, masks: np.ndarray, out: Path, 
         files = {f"{stem}_mask.nii.gz": scan.mask_nifti_bytes(masks > 0),
                  f"{stem}_masks.zip": slice_masks_zip(masks, stem),
                  f"{stem}_slices.csv": csv_text(slice_rows(scan, masks > 0, lesion)).encode()}
-    paths = []
-    for name, content in files.items():
-        path = out / name
-        tmp = path.with_name(f".{name}.tmp")
-        tmp.write_bytes(content)
-        tmp.replace(path)
-        paths.append(path)
-    return paths
+    return [atomic_write(out / name, content) for name, content in files.items()]

@@ -21,6 +21,7 @@ from pathlib import Path
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.data import DataError
 from core.data.scans import Scan, read_scans
+from core.files import atomic_write
 from core.inference import lesion_masks, segment_images
 from core.levels import LEVEL_HELP, default_level, parse_level
 from core.lesions import csv_text, volume_summary
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         for note in (scan.intensity_note if scan.is_volume else "", scan.channels_note):
             if note:
                 print(f"  note: {note}")
-    (args.out / "summary.csv").write_text(csv_text(summaries))
+    atomic_write(args.out / "summary.csv", csv_text(summaries))
     return 1 if failed else 0
 
 

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from core.files import atomic_write
 from core.paths import PROJECT_ROOT, runs_root
 from core.training.config import TrainConfig, cli_fields, default_of, flag_of
 
@@ -165,7 +166,7 @@ def launch(run: Path, config: TrainConfig) -> int:
             raise RunError(f"run {run.name!r} exists already; resume it or pick another name")
         if config.resume and not (run / "last.pt").exists():
             raise RunError(f"run {run.name!r} has no last.pt to resume from")
-        (run / "config.json").write_text(json.dumps(config.to_dict(), indent=2))  # the trainer rewrites it
+        atomic_write(run / "config.json", json.dumps(config.to_dict(), indent=2))  # the trainer rewrites it
         with open(run / "train.log", "a" if config.resume else "w") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "core.train", *train_args(config)],
@@ -173,9 +174,7 @@ def launch(run: Path, config: TrainConfig) -> int:
                 env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True,
             )
         _children[process.pid] = process
-        tmp = run / "pid.tmp"
-        tmp.write_text(str(process.pid))
-        tmp.replace(run / "pid")
+        atomic_write(run / "pid", str(process.pid))
     return process.pid
 
 

@@ -98,8 +98,9 @@ def new_run_form(expanded: bool) -> None:
         demo = {"width": 8, "size": 64} if synthetic else {"width": DEFAULTS.width, "size": DEFAULTS.size}
         width = b.number_input("Width", 2, 64, demo["width"], help="Filters of the first level (UNet++ paper: 32)")
         deep = c.checkbox("Deep supervision", True, help="UNet++: a head on each x0_j, so it can be pruned")
-        size = d.number_input("Input size", 16, 512, demo["size"], step=16,
-                              help="Slices are resized to size × size pixels")
+        size = d.number_input("Input size", 16, 1024, demo["size"], step=16, placeholder="follows the data",
+                              help="Slices are resized to size × size pixels. Left empty, it follows the data: the "
+                                   "smallest multiple of 32 at which the masks survive the resize (128 for LGG MRI)")
         a, b, c, d = st.columns(4)
         if synthetic:  # the demo: a few quick epochs
             epochs, budget = a.number_input("Epochs", 1, 500, 10), None

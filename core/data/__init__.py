@@ -3,10 +3,10 @@ from core.data.augmentation import AUGMENTATIONS, train_augmentation
 from core.data.dataset import EpochSampler, SliceDataset
 from core.data.errors import DataError
 from core.data.io import decode_image, read_image, read_mask
-from core.data.sources import SYNTHETIC, load_source, split_volumes
+from core.data.sources import SYNTHETIC, input_size, load_source, split_volumes
 from core.data.slices import SliceSet
 
 __all__ = [
-    "AUGMENTATIONS", "SYNTHETIC", "DataError", "EpochSampler", "SliceDataset", "SliceSet", "decode_image",
+    "AUGMENTATIONS", "SYNTHETIC", "DataError", "EpochSampler", "SliceDataset", "SliceSet", "decode_image", "input_size",
     "load_source", "read_image", "read_mask", "split_volumes", "train_augmentation",
 ]

@@ -8,8 +8,10 @@ import numpy as np
 
 from core.data.errors import DataError
 from core.data.intensity import standardize_volumes
-from core.data.folder import is_image_mask_folder, load_folder
-from core.data.lgg import is_lgg_folder, load_lgg
+from core.data.folder import is_image_mask_folder, list_pairs, load_folder
+from core.data.io import read_mask
+from core.data.lgg import is_lgg_folder, list_lgg, load_lgg
+from core.data.resolution import input_size_for
 from core.data.slices import SliceSet
 from core.data.synthetic import make_synthetic
 
@@ -31,20 +33,39 @@ def load_source(
     return slices
 
 
+def input_size(source: str | Path, num_classes: int = 1, sample: int = 400) -> int:
+    """The training size that follows the data (``core.data.resolution``), from up to ``sample`` of its masks.
+
+    The synthetic demo keeps its 128 px.
+    """
+    if str(source) == SYNTHETIC:
+        return 128
+    root = _data_folder(source)
+    files = [mask for _, mask in list_pairs(root)] if is_image_mask_folder(root) else [m for *_, m in list_lgg(root)]
+    chosen = files[:: max(1, -(-len(files) // sample))]
+    return input_size_for([read_mask(f, num_classes) for f in chosen], num_classes)
+
+
 def _load(source: str | Path, size: int | None, channels: int, num_classes: int,
           volumes: Collection[str] | None) -> SliceSet:
     if str(source) == SYNTHETIC:
         synthetic = make_synthetic(size=size or 128)
         return synthetic if volumes is None else synthetic.select_volumes(volumes)
+    root = _data_folder(source)
+    if is_image_mask_folder(root):
+        return load_folder(root, size, channels, num_classes, volumes)
+    if channels != 3 or num_classes != 1:
+        raise DataError(f"{root}: LGG slices have 3 channels and binary masks")
+    return load_lgg(root, size, volumes)
+
+
+def _data_folder(source: str | Path) -> Path:
+    """``source`` as a folder in one of the layouts ``load_source`` reads; ``DataError`` otherwise."""
     root = Path(source).expanduser()
     if not root.exists():
         raise DataError(f"{root}: no such folder")
-    if is_image_mask_folder(root):
-        return load_folder(root, size, channels, num_classes, volumes)
-    if is_lgg_folder(root):
-        if channels != 3 or num_classes != 1:
-            raise DataError(f"{root}: LGG slices have 3 channels and binary masks")
-        return load_lgg(root, size, volumes)
+    if is_image_mask_folder(root) or is_lgg_folder(root):
+        return root
     raise DataError(
         f"{root}: not a data folder. Expected either images/ and masks/ sub-folders with same-named "
         "files, or the Kaggle LGG layout <patient>/<patient>_<n>.tif with <patient>_<n>_mask.tif"

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from core.files import atomic_write
 Event = dict[str, Any]
 Callback = Callable[[Event], None]
 
@@ -49,9 +49,7 @@ class History:
     def truncate_after(self, epoch: int) -> None:
         """Keep only events of epochs ``<= epoch`` (resume: drop a partial epoch's steps)."""
         kept = [e for e in read_history(self.path) if e.get("epoch", 0) <= epoch]
-        tmp = self.path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(e) + "\n" for e in kept))
-        os.replace(tmp, self.path)
+        atomic_write(self.path, "".join(json.dumps(e) + "\n" for e in kept))
 
     def emit(self, event: Event) -> None:
         event = _clean(event)

@@ -32,7 +32,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from core.checkpoint import CheckpointError, atomic_save, default_normalization, make_checkpoint, read_checkpoint
-from core.data import EpochSampler, SliceDataset, SliceSet, load_source, split_volumes, train_augmentation
+from core.data import EpochSampler, SliceDataset, SliceSet, input_size, load_source, split_volumes, train_augmentation
+from core.files import atomic_write
 from core.inference import evaluate_loader, normalize
 from core.levels import deepest
 from core.losses import DeepSupervisionLoss, SelfDistillationLoss, build_loss
@@ -101,6 +102,9 @@ class Trainer:
         np.random.seed(c.seed + self.dist.rank)  # different augmentations on each
         self.dtype = autocast_dtype(self.device, c.precision)
         resume_state = self._resume_state()
+        if c.size is None:
+            c.size = (self._data.images.shape[1] if self._data is not None
+                      else input_size(c.data, c.num_classes))
         slices = (self._data if self._data is not None
                   else load_source(c.data, c.size, c.in_channels, c.num_classes, intensity=c.intensity))
         if c.max_volumes:
@@ -160,8 +164,8 @@ class Trainer:
         self.run.mkdir(parents=True, exist_ok=True)
         for stale in [*self.run.glob(".*.pt.*"), *self.run.glob("*.tmp")]:  # left by a process killed mid-write
             stale.unlink(missing_ok=True)
-        (self.run / "config.json").write_text(json.dumps(c.to_dict(), indent=2))
-        (self.run / "split.json").write_text(json.dumps(self.split, indent=2))
+        atomic_write(self.run / "config.json", json.dumps(c.to_dict(), indent=2))
+        atomic_write(self.run / "split.json", json.dumps(self.split, indent=2))
 
     # -- builders: override these to change the loss, the optimiser or the weight averaging ----
     def _build_loss(self) -> nn.Module:
