@@ -45,6 +45,8 @@ LEVERS = {  # name -> (what it changes, flags over the baseline)
 EXTRA_LEVERS = {  # measured on top of the combination
     "area_sampling": ("combined + slices drawn by lesion area", ["--sampling", "area"]),
     "distill": ("combined + self-distillation of L1-L3 from L4 (0.5)", ["--distill", "0.5"]),
+    "coarse": ("combined + the first half of the budget at 64 px (progressive resizing)", ["--coarse-share", "0.5"]),
+    "lr3e-3": ("combined at a peak learning rate of 3e-3", ["--lr", "3e-3"]),
     "width32": ("combined at width 32", ["--width", "32"]),
     "size256": ("combined at 256 px", ["--size", "256"]),
     "unet": ("combined, U-Net (the paper's comparison)", ["--arch", "unet"]),

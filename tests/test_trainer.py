@@ -133,3 +133,14 @@ def test_init_from_starts_with_a_checkpoints_weights(tmp_path: Path) -> None:
     patient = Trainer(TrainConfig(out=str(tmp_path / "e"), width=4, size=32, lr_patience=7), data=data)
     patient._setup()
     assert tuned.scheduler.patience == 3 and patient.scheduler.patience == 7
+
+
+def test_progressive_run_starts_at_half_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import core.training.trainer as trainer_module
+    seen: list[int] = []
+    step = trainer_module.training_step
+    monkeypatch.setattr(trainer_module, "training_step", lambda *a: seen.append(a[4].shape[-1]) or step(*a))
+    config = TrainConfig(out=str(tmp_path / "run"), width=4, size=32, epochs=4, batch_size=4, coarse_share=0.5)
+    Trainer(config, data=make_synthetic(n_volumes=4, slices_per_volume=4, size=32)).fit()
+    half = len(seen) // 2
+    assert len(seen) == 8 and set(seen[:half]) == {16} and set(seen[half:]) == {32}

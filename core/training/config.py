@@ -59,6 +59,8 @@ class TrainConfig:
     size: int | None = option(None, "slices are resized to size x size (default: follows the data, the smallest "
                                      "multiple of 32 at which its masks survive the resize, Dice >= 0.99 for "
                                      "every class; 128 for the LGG MRI)")
+    coarse_share: float = option(0.0, "progressive resizing: this first share of the run trains at half the "
+                                      "input size (steps about 3x cheaper), the rest at full size (0: off)")
     intensity: str = option("volume", "none: slices as read; volume: each volume's channels stretched from their "
                                     "1st..99.5th body percentile to 0..255 (a 2D image is its own volume)",
                             POLICIES)
@@ -115,7 +117,7 @@ class TrainConfig:
 BEFORE_RECIPE = {  # options added with the recipe study, at the values that reproduce earlier runs
     "intensity": "none", "augment": "mild", "schedule": "plateau", "warmup": 0.0, "ema": 0.0,
     "budget_minutes": None, "budget_clock": "wall", "folds": 0, "fold": 0, "sampling": "positive",
-    "distill": 0.0, "loss": "bce_dice",
+    "distill": 0.0, "loss": "bce_dice", "coarse_share": 0.0,
 }
 
 

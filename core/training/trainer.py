@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -71,6 +72,19 @@ def training_step(
     scaler.step(optimizer)
     scaler.update()
     return loss.item()
+
+
+def halve(images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch at half its size, for the coarse start of a progressive run.
+
+    Images are area-averaged (still on the 0..255 scale ``normalize`` expects), masks subsampled.
+
+    Example:
+        >>> images, masks = halve(torch.full((2, 3, 8, 8), 255, dtype=torch.uint8), torch.ones(2, 8, 8))
+        >>> tuple(images.shape), tuple(masks.shape), float(images.max())
+        ((2, 3, 4, 4), (2, 4, 4), 255.0)
+    """
+    return F.avg_pool2d(images.float(), 2), masks[:, ::2, ::2]
 
 
 class Trainer:
@@ -268,6 +282,8 @@ class Trainer:
         total, n = 0.0, 0
         for step, (images, masks, _) in enumerate(self.train_loader):
             self._set_lr(step)
+            if self.progress(step) < self.config.coarse_share:
+                images, masks = halve(images, masks)
             value = training_step(self.model, self.criterion, self.optimizer, self.scaler, images, masks,
                                   self.normalization, self.dtype)
             if not math.isfinite(value):
