@@ -263,7 +263,7 @@ def ship(checkpoint: Path, out: Path, variant: str, data: str) -> dict[str, Any]
     """Write ``checkpoint`` as the shipped model: weights and metadata only, with the post-processing rule
     ``tune`` chose for its deepest head, its recipe's cross-validated metrics as ``metrics``, and its
     fit on the patients it was trained on (``training_fit``, what ``core.evaluate --split train`` gives)."""
-    from core.checkpoint import atomic_save, load_checkpoint, read_checkpoint
+    from core.checkpoint import atomic_save, model_from, read_checkpoint
     from core.data import load_source
     from core.evaluation import evaluate_model
 
@@ -276,8 +276,7 @@ def ship(checkpoint: Path, out: Path, variant: str, data: str) -> dict[str, Any]
     shipped["postprocessing"] = {k: v for k, v in tuned["best"][deepest].items() if k != "volume_dice_mean"}
     shipped["metrics"] = cross_validated(variant) | {"postprocessed_volume_dice_mean": tuned["best"][deepest][
         "volume_dice_mean"]}
-    atomic_save(shipped, out)
-    model, meta = load_checkpoint(out)
+    model, meta = model_from(shipped, checkpoint)
     pre = meta["preprocessing"]
     slices = load_source(data, pre["input_size"], model.in_channels, model.num_classes, meta["split"]["train"],
                          pre.get("intensity", "none"))

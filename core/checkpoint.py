@@ -103,11 +103,18 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[nn.
         model, meta = load_checkpoint("checkpoints/unetpp_lgg.pt")
         meta["model"]["arch"], meta["metrics"]["volume_dice_mean"]
     """
-    data = read_checkpoint(path)
+    model, meta = model_from(read_checkpoint(path), path)
+    return model.to(device), meta
+
+
+def model_from(data: dict[str, Any], path: str | Path = "checkpoint") -> tuple[nn.Module, dict[str, Any]]:
+    """``(model in eval mode, metadata)`` from a checkpoint dict as ``read_checkpoint`` returns it.
+
+    ``path`` only names the source in the ``CheckpointError`` raised when the weights do not fit.
+    """
     try:
         model = build_model(data["model"])
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in data["state_dict"].items()})
     except (RuntimeError, KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: weights do not fit the model they describe ({str(err).splitlines()[0]})") from None
-    meta = {k: v for k, v in data.items() if k not in ("state_dict", "optimizer", "scheduler")}
-    return model.to(device).eval(), meta
+    return model.eval(), {k: v for k, v in data.items() if k not in ("state_dict", "optimizer", "scheduler")}

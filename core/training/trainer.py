@@ -299,15 +299,16 @@ class Trainer:
             if self.dist.any(self.stop_event.is_set()):
                 self.stop_event.set()
                 return math.nan
-            if self.config.budget_minutes and self.dist.any(self.progress() >= 1):
+            if self.dist.any(self._budget_spent()):
                 break
         total, n = self.dist.sum([total, n])
         return total / max(n, 1)
 
+    def _budget_spent(self) -> bool:
+        return bool(self.config.budget_minutes) and self.progress() >= 1
+
     def _finished(self) -> bool:
-        if self.config.budget_minutes:
-            return self.progress() >= 1
-        return self.epoch >= self.config.epochs
+        return self._budget_spent() if self.config.budget_minutes else self.epoch >= self.config.epochs
 
     def _validate(self) -> dict[str, Any]:
         """Metrics of every level on the validation share (``{}`` levels when there is no validation set)."""
