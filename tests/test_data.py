@@ -39,9 +39,12 @@ def test_colour_order_is_rgb_not_opencv_bgr(tmp_path: Path) -> None:
     assert read_image(tmp_path / "x.tif")[0, 0].tolist() == [200, 0, 0]
 
 
-def test_sixteen_bit_images_are_scaled_to_uint8(tmp_path: Path) -> None:
-    write_png(tmp_path / "x.png", np.array([[0, 1000], [2000, 4000]], np.uint16))
-    assert read_image(tmp_path / "x.png", channels=1)[..., 0].tolist() == [[0, 64], [128, 255]]
+def test_sixteen_bit_images_are_windowed_to_uint8(tmp_path: Path) -> None:
+    ramp = np.tile(np.arange(0, 4000, 20, dtype=np.uint16), (20, 1))
+    ramp[0, 0] = 65535  # a hot pixel must not darken the rest, as a min..max scaling would
+    write_png(tmp_path / "x.png", ramp)
+    out = read_image(tmp_path / "x.png", channels=1)[..., 0]
+    assert out[1, 0] == 0 and out[1, -1] == 255 and abs(int(out[1, 100]) - 128) <= 2
 
 
 @pytest.mark.parametrize(

@@ -267,9 +267,10 @@ def test_wrong_channel_counts() -> None:
 
 def test_nans() -> None:
     image = grey().astype(np.float32)
-    image[3, 4] = np.nan
-    with pytest.raises(DataError, match="nan.tif: image contains NaN"):
-        read_scans("nan.tif", encode(".tiff", image), 3)
+    image[3, 4] = np.nan  # a NaN pixel is background, as in volumes
+    assert check(read_scans, "nan.tif", encode(".tiff", image))[0].slices[0, 3, 4].tolist() == [0, 0, 0]
+    with pytest.raises(DataError, match="allnan.tif: no finite values"):
+        read_scans("allnan.tif", encode(".tiff", np.full_like(image, np.nan)), 3)
     volume = blob_volume((12, 10, 6)).astype(np.float32)
     with pytest.raises(DataError, match="allnan.nii: no finite values"):
         read_scans("allnan.nii", nifti_bytes(np.full_like(volume, np.nan), np.eye(4), gz=False), 3)

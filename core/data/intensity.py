@@ -1,4 +1,7 @@
-"""Intensity policies: how raw uint8 slices are put on a common scale before the network sees them.
+"""Intensities: how raw data becomes uint8 slices, and the policies that put those on a common scale.
+
+``to_uint8`` maps 16-bit, signed or float data (2D images, scan volumes, NIfTI dataset channels)
+to 0..255 by its 0.5th..99.5th percentile window, so a few hot pixels do not darken the rest.
 
 A checkpoint records its policy in ``preprocessing["intensity"]``; training, evaluation,
 prediction and the app all call ``standardize`` with it, so they see the same inputs.
@@ -12,8 +15,35 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.data.errors import DataError
+
 POLICIES = ("none", "volume")
 PERCENTILES = (1.0, 99.5)
+WINDOW = (0.5, 99.5)
+
+
+def to_uint8(values: np.ndarray) -> np.ndarray:
+    """Window ``values`` (any shape) to their 0.5..99.5 percentiles scaled to 0..255; uint8 passes through.
+
+    Non-finite values (NaN outside a skull-stripped brain, say) become the window's low end;
+    ``DataError`` when there is no finite value at all.
+
+    Example:
+        >>> ramp = np.arange(1000, dtype=np.uint16); ramp[-1] = 60000   # one hot pixel
+        >>> out = to_uint8(ramp); int(out[0]), int(out[500]), int(out[-1])
+        (0, 128, 255)
+    """
+    if values.dtype == np.uint8:
+        return values
+    values = values.astype(np.float32)
+    finite = np.isfinite(values)
+    if not finite.any():
+        raise DataError("no finite values (all NaN or infinite)")
+    lo, hi = np.percentile(values[finite], WINDOW)
+    values = np.where(finite, values, lo)
+    if hi <= lo:
+        return np.zeros(values.shape, np.uint8)
+    return np.round(np.clip((values - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
 
 
 def standardize(images: np.ndarray, policy: str = "none") -> np.ndarray:

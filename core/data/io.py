@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from core.data.errors import DataError
+from core.data.intensity import to_uint8
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 IMAGE_FORMATS = {"PNG", "JPEG", "MPO", "TIFF", "BMP", "DIB"}  # as Pillow names them
@@ -64,18 +65,6 @@ def to_channels(image: np.ndarray, channels: int, source: str) -> np.ndarray:
     if channels == 1 and image.shape[2] == 3:
         return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., None]
     raise DataError(f"{source}: has {image.shape[2]} channels; the model expects {channels}")
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """Scale 16-bit or float images to uint8 by their own min..max range."""
-    if image.dtype == np.uint8:
-        return image
-    image = image.astype(np.float64)
-    if not np.isfinite(image).all():
-        raise DataError("image contains NaN or infinite values")
-    lo, hi = float(image.min()), float(image.max())
-    scaled = (image - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(image)
-    return np.round(scaled).astype(np.uint8)
 
 
 def _png_chunks_fit(data: bytes) -> bool:

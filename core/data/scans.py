@@ -4,12 +4,9 @@
 slices the model takes (uint8, ``(S, H, W, channels)``) plus the geometry needed to report
 volumes in mL and to write the mask back as NIfTI aligned with the input.
 
-Intensity mapping (documented for users in the README):
-- uint8 data is used as is (the LGG TIFFs are 8-bit).
-- 16-bit, signed or float data (after the DICOM rescale slope/intercept) is windowed to its
-  0.5th..99.5th percentile over the whole scan and scaled to 0..255, which matches the contrast of
-  the 8-bit LGG slices the model was trained on better than min..max (a few hot voxels would
-  otherwise darken everything).
+Intensity mapping (documented for users in docs/data.md): uint8 data is used as is (the LGG
+TIFFs are 8-bit); 16-bit, signed or float data (after the DICOM rescale slope/intercept) goes
+through ``core.data.intensity.to_uint8``, a 0.5th..99.5th percentile window over the whole scan.
 
 Channels: a model trained on 3-channel LGG slices (pre-contrast, FLAIR, post-contrast) gets a
 single-channel scan with its grey values copied into all three channels (``Scan.channels_note``
@@ -37,6 +34,7 @@ import cv2
 import numpy as np
 
 from core.data.errors import DataError
+from core.data.intensity import to_uint8
 from core.data.io import IMAGE_SUFFIXES, decode_image, image_header, to_channels
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".dcm", ".zip")  # besides IMAGE_SUFFIXES; .nii.gz before .nii
@@ -121,7 +119,7 @@ def read_scan(name: str, data: bytes, channels: int = 3) -> Scan:
     header = image_header(data, name)  # checked once, for the stack and the single-image path alike
     if lower.endswith((".tif", ".tiff")) and header[2] > 1:
         pages = _tiff_pages(name, data, header)
-        volume = _to_uint8(np.stack(pages))
+        volume = to_uint8(np.stack(pages))
         slices = np.stack([to_channels(p, channels, name) for p in volume])
         return Scan(name, "tiff stack", slices, intensity_note=_note(pages[0].dtype),
                     channels_note=_channels_note(pages[0], channels))
@@ -141,21 +139,6 @@ def _channels_note(sample: np.ndarray, channels: int) -> str:
         return ("single-channel scan: its grey values are copied into all three input channels "
                 "(pre-contrast, FLAIR, post-contrast); a FLAIR series matches the training data best")
     return ""
-
-
-def _to_uint8(volume: np.ndarray) -> np.ndarray:
-    """Percentile window (0.5..99.5 over the whole scan) to 0..255; uint8 passes through."""
-    if volume.dtype == np.uint8:
-        return volume
-    volume = volume.astype(np.float32)
-    finite = np.isfinite(volume)
-    if not finite.any():
-        raise DataError("no finite values (all NaN or infinite)")
-    lo, hi = np.percentile(volume[finite], [0.5, 99.5])
-    volume = np.where(finite, volume, lo)
-    if hi <= lo:
-        return np.zeros(volume.shape, np.uint8)
-    return np.round(np.clip((volume - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
 
 
 def _check_size(name: str, shape: tuple[int, ...]) -> None:
@@ -218,7 +201,7 @@ def _read_nifti(name: str, data: bytes, channels: int) -> Scan:
     transform = nib.orientations.ornt_transform(start, nib.orientations.io_orientation(image.affine))
     volume = np.asanyarray(canonical.dataobj)
     try:
-        volume = _to_uint8(volume)
+        volume = to_uint8(volume)
     except DataError as err:
         raise DataError(f"{name}: {err}") from None
     slices = radiological_slices(volume)
@@ -325,7 +308,7 @@ def _dicom_scan(name: str, datasets: list, channels: int) -> Scan:
         raise DataError(f"{name}: the DICOM slice geometry cannot be read ({type(err).__name__}: {err})") from None
     volume = np.stack([frames[i] for i in order])
     try:
-        volume = _to_uint8(volume)
+        volume = to_uint8(volume)
     except DataError as err:
         raise DataError(f"{name}: {err}") from None
     slices = np.stack([to_channels(s, channels, name) for s in volume])
