@@ -89,16 +89,16 @@ def home() -> None:
     shipped = shipped_checkpoint()
     try:
         if shipped.is_file():
-            model, meta = load_model(shipped)
-            show_model(shipped, model, meta)
+            loaded = load_model(shipped)
+            show_model(shipped, loaded.model, loaded.meta)
         else:
             st.info(f"The shipped model `{shipped.name}` is not installed yet. Until it is, the pages use "
                     "the best model of your training runs.", icon=":material/info:")
             choices = available_checkpoints()
             if choices:
-                model, meta = load_model(choices[0].path)
+                loaded = load_model(choices[0].path)
                 st.markdown(f"Using **{choices[0].label}**")
-                show_model(choices[0].path, model, meta)
+                show_model(choices[0].path, loaded.model, loaded.meta)
             else:
                 st.markdown("No run has a model yet: start the demo training on the Train page, it needs no data.")
     except CheckpointError as err:

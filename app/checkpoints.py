@@ -47,10 +47,25 @@ def inference_device() -> tuple[torch.device, torch.dtype | None]:
     return device, autocast_dtype(device, "auto")
 
 
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """One version of a checkpoint file: its model (eval mode) and metadata, loaded once per version."""
+
+    path: Path  # resolved
+    mtime: float  # changes when a run saves a new version
+    model: nn.Module
+    meta: dict[str, Any]
+
+    @property
+    def version(self) -> tuple[str, float]:
+        """``(path, mtime)``: the key of every cache of this version's results."""
+        return str(self.path), self.mtime
+
+
 @st.cache_resource(max_entries=4, show_spinner="Loading model…")
-def _load(path: str, mtime: float) -> tuple[nn.Module, dict[str, Any]]:
-    """One loaded model per file version (``mtime`` changes when a run saves a new one)."""
-    return load_checkpoint(Path(path), inference_device()[0])
+def _load(path: str, mtime: float) -> LoadedModel:
+    """One loaded model per file version."""
+    return LoadedModel(Path(path), mtime, *load_checkpoint(Path(path), inference_device()[0]))
 
 
 def confined(path: Path) -> Path:
@@ -66,8 +81,10 @@ def confined(path: Path) -> Path:
     raise CheckpointError(f"{path}: the app loads models only from checkpoints/ and runs/")
 
 
-def load_model(path: Path) -> tuple[nn.Module, dict[str, Any]]:
-    """``(model in eval mode, metadata)`` of a checkpoint under ``checkpoints/`` or ``runs/``; ``CheckpointError`` if it can't be used."""
+def load_model(path: Path) -> LoadedModel:
+    """A checkpoint under ``checkpoints/`` or ``runs/``, loaded once per file version.
+
+    ``CheckpointError`` if it can't be used."""
     path = confined(path)
     try:
         mtime = path.stat().st_mtime
@@ -93,8 +110,8 @@ def model_summary(meta: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def pick_checkpoint() -> tuple[Path, nn.Module, dict[str, Any]]:
-    """The sidebar model picker: ``(path, model, meta)``; stops the page with a message if there is none."""
+def pick_checkpoint() -> LoadedModel:
+    """The sidebar model picker: the chosen checkpoint, loaded; stops the page with a message if there is none."""
     box = st.sidebar
     choices = available_checkpoints()
     if not choices:
@@ -105,9 +122,9 @@ def pick_checkpoint() -> tuple[Path, nn.Module, dict[str, Any]]:
     labels = {str(c.path): c.label for c in choices}
     chosen = persistent_selectbox("Model", list(labels), CHECKPOINT, labels.__getitem__, box)
     try:
-        model, meta = load_model(Path(chosen))
+        loaded = load_model(Path(chosen))
     except CheckpointError as err:
         box.error(str(err))
         st.stop()
-    box.caption(model_summary(meta))
-    return Path(chosen), model, meta
+    box.caption(model_summary(loaded.meta))
+    return loaded

@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 from core.data import SYNTHETIC, DataError, SliceSet, load_source
-from core.evaluation import select_split, split_ids
+from core.evaluation import select_volumes
 from core.paths import PROJECT_ROOT
 
 
@@ -30,9 +30,10 @@ def load_split(source: str, size: int | None, channels: int = 3, num_classes: in
     Only the volumes needed are decoded, once per argument set, under the checkpoint's
     ``intensity`` policy; treat the result as read-only.
     """
-    meta = {"split": {split: list(volumes)}}
-    slices = load_source(source, size, channels, num_classes, split_ids(meta, split), intensity)
-    return select_split(slices, meta, split)
+    ids = None if split == "all" else list(volumes)
+    if ids == []:
+        raise DataError(f"the model records no {split!r} split")
+    return select_volumes(load_source(source, size, channels, num_classes, ids, intensity), ids, split)
 
 
 def spread_examples(slices: SliceSet, count: int = 3) -> SliceSet:

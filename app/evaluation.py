@@ -1,7 +1,6 @@
 """Per-level evaluation for the Compare page: run it with a progress bar, tabulate it, recommend a level."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,12 +9,12 @@ import streamlit as st
 import torch
 from torch import nn
 
-from app.checkpoints import inference_device, load_model
+from app.checkpoints import LoadedModel, inference_device
 from app.compute import inference_turn
 from core.complexity import count_flops, count_parameters, measure_latency
 from core.data import SliceSet
 from core.evaluation import evaluate_model
-from core.inference import normalize, predict_all, probabilities_to_mask
+from core.inference import predict_images_by_level, probabilities_to_mask
 from core.levels import deepest, heads, level_key, level_name, model_levels
 from core.metrics import dice_score, headline
 
@@ -38,15 +37,15 @@ def evaluate_with_progress(model: nn.Module, meta: dict[str, Any], slices: Slice
 TIMING_REPEATS = 10
 
 
-@st.cache_data(max_entries=8, show_spinner="Timing each level on this machine…")
-def measure_levels(checkpoint: str, mtime: float, repeats: int = TIMING_REPEATS) -> dict[str, dict[str, float]]:
+@st.cache_data(max_entries=8, show_spinner="Timing each level on this machine…",
+               hash_funcs={LoadedModel: lambda loaded: loaded.version})
+def measure_levels(loaded: LoadedModel, repeats: int = TIMING_REPEATS) -> dict[str, dict[str, float]]:
     """Parameters, FLOPs and latency (median ms of ``repeats`` single-image passes) of every level, measured here.
 
-    Needs no data: the passes run on random input at the checkpoint's input size. ``mtime`` keys the cache.
+    Needs no data: the passes run on random input at the checkpoint's input size. Cached per checkpoint version.
     """
-    del mtime  # only part of the cache key
-    model, meta = load_model(Path(checkpoint))
-    size = meta["preprocessing"].get("input_size") or 256
+    model = loaded.model
+    size = loaded.meta["preprocessing"].get("input_size") or 256
     dtype = inference_device()[1]
     out = {}
     for level in model_levels(model):
@@ -94,14 +93,14 @@ def results_table(result: dict[str, Any]) -> pd.DataFrame:
 def head_masks(
     model: nn.Module, meta: dict[str, Any], image: np.ndarray, threshold: float = 0.5,
 ) -> dict[str, np.ndarray]:
-    """Masks of every head (not the ensemble) for one uint8 ``(H, W, C)`` image, from one forward pass."""
-    device, dtype = inference_device()
-    pre = meta["preprocessing"]
-    batch = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)[None])).to(device)
-    x = normalize(batch, pre["mean"], pre["std"])
+    """Masks of every head (not the ensemble) for one uint8 ``(H, W, C)`` image of a data set, from one forward pass.
+
+    The image is as ``load_source`` gives it (at the model's size, under its intensity policy).
+    """
     with inference_turn():
-        probs = predict_all(model, x, dtype)
-    return {k: probabilities_to_mask(probs[k][0].cpu().numpy(), threshold) for k in heads(probs)}
+        probs = predict_images_by_level(model, image[None], meta["preprocessing"], heads(model.levels),
+                                        inference_device()[1])
+    return {k: probabilities_to_mask(p[0], threshold) for k, p in probs.items()}
 
 
 def slice_dice(mask: np.ndarray, truth: np.ndarray) -> float:

@@ -20,8 +20,8 @@ def sample_predictions(checkpoint: str, mtime: float, count: int = 3) -> list[np
     ``mtime`` keys the cache: a run rewrites ``last.pt`` every epoch.
     """
     del mtime  # only part of the cache key
-    model, meta = load_model(Path(checkpoint))
-    pre, split = meta["preprocessing"], meta["split"]
+    loaded = load_model(Path(checkpoint))
+    model, pre, split = loaded.model, loaded.meta["preprocessing"], loaded.meta["split"]
     val = load_split(resolve_source(split["data"]), pre.get("input_size"), model.in_channels, model.num_classes,
                      "val", tuple(split["val"]), pre.get("intensity", "none"))
     examples = spread_examples(val, count)

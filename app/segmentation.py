@@ -7,18 +7,18 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from pathlib import Path
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.checkpoints import inference_device, load_model
+from app.checkpoints import LoadedModel, inference_device
 from app.compute import inference_turn
 from core.data import DataError
 from core.data.scans import Scan, read_scans
-from core.inference import lesion_masks, segment_images
-from core.levels import Level
+from core.inference import lesion_masks, segment_images_by_level
+from core.levels import Level, level_key, one_pass_levels
 from core.lesions import slice_rows, volume_summary
 from core.outputs import SUFFIXES
 from core.postprocess import rule_of
@@ -36,12 +36,14 @@ class Result:
     lesion: np.ndarray  # (S, H, W) probability of lesion
     masks: np.ndarray  # (S, H, W) 0/255
 
-    @property
+    @cached_property
     def summary(self) -> dict:
+        """The scan's lesion statistics (``core.lesions.volume_summary``), worked out once."""
         return volume_summary(self.scan, self.masks > 0, self.lesion)
 
-    @property
+    @cached_property
     def rows(self) -> list[dict]:
+        """One row of lesion statistics per slice (``core.lesions.slice_rows``), worked out once."""
         return slice_rows(self.scan, self.masks > 0, self.lesion)
 
 
@@ -103,6 +105,14 @@ class ProbabilityStore:
                 return self._items[key]
             return None
 
+    def put(self, key: Hashable, value: np.ndarray) -> None:
+        """Store ``value`` under ``key``, dropping the least recently used beyond ``max_entries``."""
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_entries:
+                self._items.popitem(last=False)
+
     def get_or_compute(self, key: Hashable, compute: Callable[[], np.ndarray]) -> np.ndarray:
         """The stored value of ``key``, or ``compute()`` stored under it (once, whoever asks)."""
         if (found := self._lookup(key)) is not None:
@@ -114,10 +124,7 @@ class ProbabilityStore:
                 return found
             try:
                 value = compute()
-                with self._lock:
-                    self._items[key] = value
-                    while len(self._items) > self.max_entries:
-                        self._items.popitem(last=False)
+                self.put(key, value)
             finally:
                 with self._lock:
                     self._pending.pop(key, None)
@@ -130,28 +137,37 @@ def probability_store() -> ProbabilityStore:
     return ProbabilityStore()
 
 
-def probabilities(checkpoint: Path, level: Level, key: str, slices: np.ndarray,
+def probabilities(loaded: LoadedModel, level: Level, key: str, slices: np.ndarray,
                   progress: Callable[[float], None] | None = None) -> np.ndarray:
-    """``segment_images`` of a scan's slices, stored by (checkpoint version, level, file and scan).
+    """``segment_images`` of a scan's slices, stored by (checkpoint version, file and scan, level).
 
     Changing the threshold, the opacity or the slice, or uploading the same file again (in any
-    tab), reuses these probabilities; ``progress`` is only called when they are computed.
+    tab), reuses these probabilities; ``progress`` is only called when they are computed. The pass
+    that computes the deepest head or the ensemble stores every level (``one_pass_levels``), so
+    choosing another level afterwards computes nothing.
     """
+    store = probability_store()
+
     def compute() -> np.ndarray:
-        model, meta = load_model(checkpoint)
-        # sessions take turns batch by batch instead of oversubscribing the cores
-        return segment_images(model, meta["preprocessing"], slices, level, inference_device()[1], BATCH,
-                              progress, turn=inference_turn, hflip=rule_of(meta)["hflip"])
+        found = segment_images_by_level(
+            loaded.model, loaded.meta["preprocessing"], slices, one_pass_levels(loaded.model, level),
+            inference_device()[1], BATCH, progress,
+            turn=inference_turn,  # sessions take turns batch by batch instead of oversubscribing the cores
+            hflip=rule_of(loaded.meta)["hflip"])
+        for other, probs in found.items():
+            if other != level_key(level):
+                store.put((*loaded.version, key, other), probs)
+        return found[level_key(level)]
 
-    return probability_store().get_or_compute((str(checkpoint), checkpoint.stat().st_mtime, level, key), compute)
+    return store.get_or_compute((*loaded.version, key, level_key(level)), compute)
 
 
-def segment(checkpoint: Path, level: Level, key: str, scan: Scan, stem: str, threshold: float,
+def segment(loaded: LoadedModel, level: Level, key: str, scan: Scan, stem: str, threshold: float,
             min_component_fraction: float,
             progress: Callable[[float], None] | None = None) -> Result:
     """Segment ``scan`` (cached; with the checkpoint's test-time flip), threshold it and drop its small
     3D components (``core.postprocess``)."""
-    probs = probabilities(checkpoint, level, key, scan.slices, progress)
+    probs = probabilities(loaded, level, key, scan.slices, progress)
     lesion, masks = lesion_masks(probs, threshold, min_component_fraction)
     return Result(scan, stem, lesion, masks)
 

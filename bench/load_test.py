@@ -27,13 +27,11 @@ import gzip
 import json
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -42,20 +40,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from app.browser import CHROMIUM, CHROMIUM_ARGS, free_port, outside  # noqa: E402
 from core.files import atomic_write  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 MAX_SESSIONS = 16
-LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 RESULT = re.compile(r"^Slice \d+ of (\d+): lesion")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def volume_bytes(seed: int, slices: int, size: int) -> bytes:
@@ -218,7 +207,7 @@ def run(args: argparse.Namespace) -> dict:
                     "runs": []}
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             shared = files[-1]
             warm = Session(browser, server.url, requests)  # segments the shared volume once; loads the model
             warm.upload(shared)
@@ -265,8 +254,7 @@ def run(args: argparse.Namespace) -> dict:
             browser.close()
     finally:
         server.stop()
-    report["outside_requests"] = sorted({u for u in requests if urllib.parse.urlsplit(u).scheme in ("http", "https")
-                                         and urllib.parse.urlsplit(u).hostname not in LOCAL_HOSTS})
+    report["outside_requests"] = sorted(set(outside(requests)))
     return report
 
 
@@ -294,7 +282,7 @@ def main() -> int:
     parser.add_argument("--no-check", action="store_true", help="skip the offline check of each session's result")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args()
-    if not Path(CHROMIUM).exists():
+    if not CHROMIUM.exists():
         parser.error(f"needs Debian's chromium at {CHROMIUM}")
     if max(args.sessions) > MAX_SESSIONS or min(args.sessions) < 1:
         parser.error(f"--sessions: between 1 and {MAX_SESSIONS}")

@@ -35,8 +35,27 @@ def split_ids(meta: dict[str, Any], split: str) -> list[str] | None:
     return ids
 
 
+def select_volumes(slices: SliceSet, ids: Sequence[str] | None, split: str = "val") -> SliceSet:
+    """Every slice for ``ids=None``, else those of the ``split`` volumes ``ids``; ``DataError`` if none is in the data.
+
+    Example:
+        >>> import numpy as np
+        >>> slices = SliceSet(np.zeros((3, 8, 8, 3), np.uint8), np.zeros((3, 8, 8), np.uint8),
+        ...                   volumes=["p1", "p1", "p2"], names=["a", "b", "c"])
+        >>> select_volumes(slices, ["p2"]).names, select_volumes(slices, None) is slices
+        (['c'], True)
+    """
+    if ids is None:
+        return slices
+    chosen = slices.select_volumes(ids)
+    if len(chosen) == 0:
+        example = f" (e.g. {ids[0]})" if ids else ""
+        raise DataError(f"none of the checkpoint's {len(ids)} {split} volumes{example} are in this data")
+    return chosen
+
+
 def select_split(slices: SliceSet, meta: dict[str, Any], split: str) -> SliceSet:
-    """``"all"`` slices, or the checkpoint's ``"val"`` (or ``"train"``) volumes.
+    """``"all"`` slices, or the checkpoint's ``"val"`` (or ``"train"``) volumes (``split_ids``, ``select_volumes``).
 
     Example:
         >>> import numpy as np
@@ -45,13 +64,7 @@ def select_split(slices: SliceSet, meta: dict[str, Any], split: str) -> SliceSet
         >>> select_split(slices, {"split": {"val": ["p2"]}}, "val").names
         ['c']
     """
-    ids = split_ids(meta, split)
-    if ids is None:
-        return slices
-    chosen = slices.select_volumes(ids)
-    if len(chosen) == 0:
-        raise DataError(f"none of the checkpoint's {len(ids)} {split} volumes (e.g. {ids[0]}) are in this data")
-    return chosen
+    return select_volumes(slices, split_ids(meta, split), split)
 
 
 def evaluate_model(

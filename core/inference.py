@@ -45,34 +45,52 @@ def predict_all(model: nn.Module, x: torch.Tensor, dtype: torch.dtype | None = N
 
 
 @torch.no_grad()
-def predict_level(
-    model: nn.Module, x: torch.Tensor, level: Level, dtype: torch.dtype | None = None, hflip: bool = False,
-) -> torch.Tensor:
-    """Probabilities at one level, computing only the nodes it needs; the ensemble runs all heads.
+def predict_levels(
+    model: nn.Module, x: torch.Tensor, levels: Sequence[Level], dtype: torch.dtype | None = None, hflip: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Probabilities at each of ``levels``, keyed by ``level_key``.
 
+    One head computes only the nodes it needs; several heads or the ensemble take one full pass.
     ``hflip`` averages them with those of the mirrored input (test-time augmentation, twice the cost).
     """
     if hflip:
-        mirrored = predict_level(model, x.flip(-1), level, dtype).flip(-1)
-        return (predict_level(model, x, level, dtype) + mirrored) / 2
-    if is_ensemble(level):
-        return predict_all(model, x, dtype)[ENSEMBLE]
-    with autocast(x.device, dtype):
-        return probabilities(model(x, level=level).float())
+        mirrored = predict_levels(model, x.flip(-1), levels, dtype)
+        return {k: (p + mirrored[k].flip(-1)) / 2 for k, p in predict_levels(model, x, levels, dtype).items()}
+    if len(levels) == 1 and not is_ensemble(levels[0]):
+        with autocast(x.device, dtype):
+            return {level_key(levels[0]): probabilities(model(x, level=levels[0]).float())}
+    probs = predict_all(model, x, dtype)
+    return {level_key(level): probs[level_key(level)] for level in levels}
+
+
+def predict_level(
+    model: nn.Module, x: torch.Tensor, level: Level, dtype: torch.dtype | None = None, hflip: bool = False,
+) -> torch.Tensor:
+    """Probabilities at one level (``predict_levels``); the ensemble runs all heads."""
+    return predict_levels(model, x, [level], dtype, hflip)[level_key(level)]
+
+
+def predict_images_by_level(
+    model: nn.Module, images: np.ndarray, preprocessing: dict[str, Any], levels: Sequence[Level],
+    dtype: torch.dtype | None = None, batch_size: int = 8, hflip: bool = False,
+) -> dict[str, np.ndarray]:
+    """uint8 ``(N, H, W, C)`` images -> float32 probabilities ``(N, C_out, H, W)`` on the CPU, by ``level_key``."""
+    device = next(model.parameters()).device
+    out: dict[str, list[torch.Tensor]] = {level_key(level): [] for level in levels}
+    for start in range(0, len(images), batch_size):
+        batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size].transpose(0, 3, 1, 2)))
+        x = normalize(batch.to(device), preprocessing["mean"], preprocessing["std"])
+        for k, probs in predict_levels(model, x, levels, dtype, hflip).items():
+            out[k].append(probs.cpu())
+    return {k: torch.cat(parts).numpy() for k, parts in out.items()}
 
 
 def predict_images(
     model: nn.Module, images: np.ndarray, preprocessing: dict[str, Any], level: Level,
     dtype: torch.dtype | None = None, batch_size: int = 8, hflip: bool = False,
 ) -> np.ndarray:
-    """uint8 ``(N, H, W, C)`` images -> float32 probabilities ``(N, C_out, H, W)`` on the CPU."""
-    device = next(model.parameters()).device
-    out = []
-    for start in range(0, len(images), batch_size):
-        batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size].transpose(0, 3, 1, 2)))
-        x = normalize(batch.to(device), preprocessing["mean"], preprocessing["std"])
-        out.append(predict_level(model, x, level, dtype, hflip).cpu())
-    return torch.cat(out).numpy()
+    """uint8 ``(N, H, W, C)`` images -> float32 probabilities ``(N, C_out, H, W)`` at ``level`` on the CPU."""
+    return predict_images_by_level(model, images, preprocessing, [level], dtype, batch_size, hflip)[level_key(level)]
 
 
 @torch.no_grad()
@@ -122,16 +140,17 @@ def evaluate_loader(
     }
 
 
-def segment_images(
-    model: nn.Module, preprocessing: dict[str, Any], images: np.ndarray, level: Level,
+def segment_images_by_level(
+    model: nn.Module, preprocessing: dict[str, Any], images: np.ndarray, levels: Sequence[Level],
     dtype: torch.dtype | None = None, batch_size: int = 8, progress: Callable[[float], None] | None = None,
     turn: Callable[[], AbstractContextManager] = nullcontext, hflip: bool = False,
-) -> np.ndarray:
-    """Probabilities ``(N, C_out, H, W)`` for uint8 ``(N, H, W, C)`` images (slices of a scan) at their size.
+) -> dict[str, np.ndarray]:
+    """Probabilities ``(N, C_out, H, W)`` per level (``level_key``) for the uint8 ``(N, H, W, C)`` slices of a scan.
 
     ``images`` are one volume (or one image): the checkpoint's intensity policy is applied to
     them as a whole. Images are resized to the model's training size (if it has one) and the
     probabilities resized back, so that structures keep the scale the model learned.
+    Several levels come from one pass (``predict_levels``).
     ``hflip`` averages with the mirrored images' prediction. ``progress`` gets the fraction done;
     each batch runs inside ``turn()`` (the app passes a lock
     so that concurrent sessions take turns instead of oversubscribing the cores).
@@ -139,19 +158,31 @@ def segment_images(
     images = standardize(images, preprocessing.get("intensity", "none"))
     h, w = images.shape[1:3]
     size = preprocessing.get("input_size")
-    out = []
+    out: dict[str, list[np.ndarray]] = {level_key(level): [] for level in levels}
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size]
         if size:
             batch = np.stack([resize_image(image, size) for image in batch])
         with turn():
-            probs = predict_images(model, batch, preprocessing, level, dtype, batch_size, hflip)
-        if probs.shape[2:] != (h, w):
-            probs = np.stack([[cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR) for p in image] for image in probs])
-        out.append(probs)
+            found = predict_images_by_level(model, batch, preprocessing, levels, dtype, batch_size, hflip)
+        for k, probs in found.items():
+            if probs.shape[2:] != (h, w):
+                probs = np.stack([[cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR) for p in image]
+                                  for image in probs])
+            out[k].append(probs)
         if progress:
             progress(min(1.0, (start + len(batch)) / len(images)))
-    return np.concatenate(out)
+    return {k: np.concatenate(parts) for k, parts in out.items()}
+
+
+def segment_images(
+    model: nn.Module, preprocessing: dict[str, Any], images: np.ndarray, level: Level,
+    dtype: torch.dtype | None = None, batch_size: int = 8, progress: Callable[[float], None] | None = None,
+    turn: Callable[[], AbstractContextManager] = nullcontext, hflip: bool = False,
+) -> np.ndarray:
+    """Probabilities ``(N, C_out, H, W)`` at ``level`` for the slices of a scan (``segment_images_by_level``)."""
+    return segment_images_by_level(model, preprocessing, images, [level], dtype, batch_size, progress, turn,
+                                   hflip)[level_key(level)]
 
 
 def segment_image(

@@ -76,6 +76,12 @@ def is_deepest(model: nn.Module, level: Level) -> bool:
     return not is_ensemble(level) and int(level) == default_level(model)
 
 
+def one_pass_levels(model: nn.Module, level: Level) -> list[Level]:
+    """The levels that a pass at ``level`` yields at no extra cost: every level for the deepest head or
+    the ensemble (both run the whole network), else ``level`` alone."""
+    return model_levels(model) if is_ensemble(level) or is_deepest(model, level) else [level]
+
+
 def heads(levels: Iterable[V]) -> list[V]:
     """The head levels (or keys) among ``levels``, shallowest first; the ensemble left out."""
     return sorted((k for k in levels if not is_ensemble(k)), key=int)

@@ -14,23 +14,19 @@ from app.layout import setup_page
 from app.runview import STATUS, live_run, render_run
 from app.state import RUN, persistent_selectbox
 from core.data import SYNTHETIC
-from core.data.folder import is_image_mask_folder
-from core.data.lgg import is_lgg_folder
+from core.data.sources import _data_folder  # the one layout detection, as load_source uses it
 from core.models import ARCHITECTURES, display_name
 from core.runs import RunError, RunInfo, launch, list_runs, read_run_history, run_folder
 from core.training.config import TrainConfig, cli_fields, default_of
 
-SOURCES = {  # label -> None for synthetic, else (folder check, what the folder should be)
-    "Synthetic demo (no download)": None,
-    "Kaggle LGG folder (kaggle_3m)": (is_lgg_folder, "a Kaggle LGG folder (<patient>/<patient>_<n>.tif + _mask.tif)"),
-    "Folder with images/ and masks/": (is_image_mask_folder, "a folder with images/ and masks/ sub-folders"),
-}
+DEMO = "Synthetic demo (no download)"
+SOURCES = [DEMO, "Data folder (its layout is detected)"]  # by core.data, as load_source reads it
 NEW_NAME = "_new_run_name"
 DEFAULTS = TrainConfig()
 RECIPE = {  # TrainConfig field -> label on this page; help, choices and defaults come from the field
     "intensity": "Intensity", "augment": "Augmentation", "schedule": "Schedule", "sampling": "Sampling",
     "warmup": "Warm-up share", "ema": "Weight average (EMA)", "distill": "Self-distillation",
-    "coarse_share": "Half-size share",
+    "coarse_share": "Half-size share", "loss": "Loss",
 }
 
 
@@ -40,20 +36,10 @@ def fresh_name() -> str:
 
 
 def data_source(label: str, path: str) -> str:
-    """The ``--data`` of the chosen source; ``ValueError`` if the folder is not of that kind."""
-    if SOURCES[label] is None:
+    """The ``--data`` of the chosen source; ``DataError`` if the folder is not in a layout ``core.data`` reads."""
+    if label == DEMO:
         return SYNTHETIC
-    check, expected = SOURCES[label]
-    if not path.strip():
-        raise ValueError("Data folder: enter the folder that holds the data")
-    data = resolve_source(path, Path.cwd())
-    if not Path(data).exists():
-        raise ValueError(f"{path}: no such folder")
-    if not Path(data).is_dir():
-        raise ValueError(f"{path}: not a folder")
-    if not check(Path(data)):
-        raise ValueError(f"{path}: not {expected}")
-    return data
+    return str(_data_folder(resolve_source(path, Path.cwd())))
 
 
 def training_threads(running: int) -> int:
@@ -87,11 +73,12 @@ def new_run_form(expanded: bool) -> None:
     with st.expander("New training run", expanded=expanded, icon=":material/add_circle:"):
         top = st.columns([2, 3, 3])  # outside the form, so that the folder box follows the data choice at once
         name = top[0].text_input("Run name", key=NEW_NAME, help="The folder under runs/ that holds the run")
-        source = top[1].selectbox("Data", list(SOURCES))
-        synthetic = SOURCES[source] is None
+        source = top[1].selectbox("Data", SOURCES)
+        synthetic = source == DEMO
         path = top[2].text_input("Data folder", placeholder="not needed: generated on the fly" if synthetic
                                  else "e.g. data/kaggle_3m", disabled=synthetic,
-                                 help="For the folder sources: kaggle_3m/<patient>/*.tif, or images/ + masks/")
+                                 help="The folder that holds the data, in any layout the trainer reads (e.g. kaggle_3m, "
+                                      "or images/ + masks/); a folder in none names the layouts expected")
         form = st.form("new_run")
     with form:
         a, b, c, d = st.columns(4)

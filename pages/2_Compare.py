@@ -14,7 +14,7 @@ import streamlit as st
 from torch import nn
 
 from app.charts import cost_figure, quality_latency_figure
-from app.checkpoints import pick_checkpoint
+from app.checkpoints import LoadedModel, pick_checkpoint
 from app.data import load_split, resolve_source
 from app.evaluation import (
     TIMING_REPEATS, evaluate_with_progress, head_masks, headline_metric, measure_levels, recommend, results_table,
@@ -53,10 +53,11 @@ def recommendation(result: dict[str, Any], where: str) -> None:
         f"here, {100 * r['params'] / d['params']:.0f} % of the parameters.")
 
 
-def stored_section(checkpoint: Path, meta: dict[str, Any]) -> None:
+def stored_section(loaded: LoadedModel) -> None:
     """The checkpoint's stored validation metrics per level, next to latency measured live here."""
+    meta = loaded.meta
     st.subheader("Validation metrics stored in the checkpoint")
-    cost = measure_levels(str(checkpoint), checkpoint.stat().st_mtime)
+    cost = measure_levels(loaded)
     levels = stored_levels(meta)
     size = meta["preprocessing"].get("input_size") or 256
     timing = (f"Parameters, GFLOPs and ms per image: measured on this machine now (median of {TIMING_REPEATS} "
@@ -165,16 +166,17 @@ def slice_viewer(model: nn.Module, meta: dict, slices: SliceSet) -> None:
 
 setup_page("Compare")
 st.title("Compare levels")
-checkpoint, model, meta = pick_checkpoint()
+loaded = pick_checkpoint()
+model, meta = loaded.model, loaded.meta
 pre = meta["preprocessing"]
-stored_section(checkpoint, meta)
+stored_section(loaded)
 st.divider()
 st.subheader("Evaluate on data")
 chosen = data_choice(meta)
 if chosen is None:
     st.stop()
 source, split, volumes, description = chosen
-key = (str(checkpoint), checkpoint.stat().st_mtime, source, split, volumes)
+key = (*loaded.version, source, split, volumes)
 results = session_cache("evaluations")
 try:
     slices = load_split(source, pre.get("input_size"), model.in_channels, model.num_classes, split, volumes,

@@ -20,7 +20,8 @@ from core.postprocess import rule_of
 
 setup_page("Segment")
 st.title("Segment")
-checkpoint, model, meta = pick_checkpoint()
+loaded = pick_checkpoint()
+model, meta = loaded.model, loaded.meta
 levels = model_levels(model)
 with st.sidebar:
     if st.session_state.get(LEVEL) not in levels:
@@ -73,7 +74,7 @@ for scan, key, stem in zip(scans, keys, unique_stems([s.name for s in scans])):
         if bar is not None:
             bar.progress(min(1.0, (before + fraction * n) / total), text=f"Segmenting {scan.name}…")
 
-    results.append(segment(checkpoint, level, key, scan, stem, threshold, components, progress))
+    results.append(segment(loaded, level, key, scan, stem, threshold, components, progress))
     done += len(scan.slices)
 if bar is not None:
     bar.empty()

@@ -15,10 +15,13 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from app.browser import outside
 from app.checkpoints import load_model
 from app.evaluation import recommend
 from app.images import agreement, enlarge, overlay
 from core.checkpoint import CheckpointError
+from core.levels import level_name
+from core.losses import LOSSES
 from core.outputs import unique_stems, zip_bytes
 from core.data.synthetic import make_synthetic
 from core.runs import read_run_history
@@ -138,20 +141,23 @@ def test_home_falls_back_to_a_runs_model(with_run: Path) -> None:
 def test_train_form_offers_every_option(studio: Path) -> None:
     at = page("1_Train")
     assert "No runs yet" in texts(at.info)
-    recipe = {"Warm-up share", "Weight average (EMA)", "Self-distillation"}
+    recipe = {"Warm-up share", "Weight average (EMA)", "Self-distillation", "Half-size share"}
     assert {w.label for w in at.number_input} == {"Width", "Input size", "Epochs", "Batch size", "Learning rate"} | recipe
     defaults = TrainConfig()
     assert by_label(at.selectbox, "Schedule").value == defaults.schedule
     assert by_label(at.selectbox, "Intensity").options == ["none", "volume"]
+    assert by_label(at.selectbox, "Loss").options == list(LOSSES)
+    assert by_label(at.selectbox, "Loss").value == defaults.loss
     assert by_label(at.number_input, "Weight average (EMA)").value == defaults.ema
-    assert by_label(at.selectbox, "Data").options[0].startswith("Synthetic")
+    assert by_label(at.selectbox, "Data").options == ["Synthetic demo (no download)",
+                                                      "Data folder (its layout is detected)"]
     assert by_label(at.selectbox, "Architecture").options == ["UNet++", "U-Net"]
     assert by_label(at.checkbox, "Deep supervision").value is True
     assert by_label(at.slider, "Loss alpha").value == 0.5
     assert by_label(at.number_input, "Width").value == 8 and by_label(at.number_input, "Input size").value == 64
     assert by_label(at.number_input, "Epochs").value == 10
     assert by_label(at.text_input, "Data folder").disabled  # synthetic data needs no folder
-    by_label(at.selectbox, "Data").set_value("Kaggle LGG folder (kaggle_3m)").run()
+    by_label(at.selectbox, "Data").set_value("Data folder (its layout is detected)").run()
     assert not by_label(at.text_input, "Data folder").disabled
     labels = {w.label for w in at.number_input}
     assert "Minutes" in labels and "Epochs" not in labels  # real data trains to a time budget
@@ -161,13 +167,13 @@ def test_train_form_offers_every_option(studio: Path) -> None:
 
 def test_train_rejects_a_wrong_folder_and_a_bad_name(studio: Path) -> None:
     at = page("1_Train")
-    by_label(at.selectbox, "Data").set_value("Kaggle LGG folder (kaggle_3m)").run()
+    by_label(at.selectbox, "Data").set_value("Data folder (its layout is detected)").run()
     by_label(at.text_input, "Data folder").set_value(str(studio / "nowhere"))
     at.button[0].click().run()
     assert f"{studio / 'nowhere'}: no such folder" in texts(at.error)
     by_label(at.text_input, "Data folder").set_value(str(studio))
     at.button[0].click().run()
-    assert f"{studio}: not a Kaggle LGG folder" in texts(at.error)
+    assert f"{studio}: not a data folder. Expected " in texts(at.error)  # core.data's words, naming its layouts
     by_label(at.text_input, "Run name").set_value("../escape")
     at.button[0].click().run()
     assert "not a usable run name" in texts(at.error)
@@ -177,7 +183,7 @@ def test_train_rejects_a_wrong_folder_and_a_bad_name(studio: Path) -> None:
 def test_train_page_runs_a_training_to_the_end(studio: Path, lgg_folder: Path) -> None:
     at = page("1_Train")
     by_label(at.text_input, "Run name").set_value("apptest")
-    by_label(at.selectbox, "Data").set_value("Kaggle LGG folder (kaggle_3m)").run()
+    by_label(at.selectbox, "Data").set_value("Data folder (its layout is detected)").run()
     by_label(at.text_input, "Data folder").set_value(str(lgg_folder))
     by_label(at.number_input, "Width").set_value(4)
     by_label(at.number_input, "Input size").set_value(32)
@@ -347,6 +353,41 @@ def test_segment_an_uploaded_lgg_like_tiff(with_run: Path) -> None:
     assert not at.exception and image_captions(at) == ["L1 at threshold 0.95, lesion in red"]
 
 
+def test_segment_loads_the_model_once_and_switches_levels_without_a_pass(
+    with_run: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One load per checkpoint version; the deepest head's pass stores every level, a shallow head's only its own."""
+    import app.checkpoints
+    import core.inference
+
+    loads, passes = [], []
+    load, predict = app.checkpoints.load_checkpoint, core.inference.predict_levels
+    monkeypatch.setattr(app.checkpoints, "load_checkpoint", lambda *a: loads.append(a[0]) or load(*a))
+    monkeypatch.setattr(core.inference, "predict_levels",
+                        lambda model, x, levels, *a: passes.append(list(levels)) or predict(model, x, levels, *a))
+    app.checkpoints._load.clear()
+    at = page("3_Segment")
+    phantom = make_synthetic(n_volumes=2, slices_per_volume=1, size=64, seed=11, lesion_fraction=1.0).images
+    at.get("file_uploader")[0].upload("first.png", png(phantom[0]), "image/png")
+    at.run()
+    assert passes == [[1, 2, 3, 4, "ens"]]  # L4 runs the whole network: every level from that one pass
+    for level in (2, "ens", 1):
+        by_label(at.selectbox, "Level").set_value(level).run()
+        by_label(at.slider, "Threshold").set_value(0.3).run()
+        assert not at.exception and image_captions(at)[0].startswith(f"{level_name(level)} at threshold 0.30")
+    assert passes == [[1, 2, 3, 4, "ens"]] and loads == [with_run / "best.pt"]
+    at.get("file_uploader")[0].upload("second.png", png(phantom[1]), "image/png")
+    at.run()
+    assert passes[1:] == [[1]]  # L1 alone computes only its own nodes
+    assert loads == [with_run / "best.pt"]
+
+
+def test_outside_hosts_are_detected() -> None:
+    urls = ["http://127.0.0.1:8501/_stcore/health", "ws://localhost:8501/_stcore/stream", "data:image/png;base64,AA",
+            "https://fonts.gstatic.com/s/i/short-term/release/materialsymbolsrounded/neurology/default/24px.svg"]
+    assert outside(urls) == urls[3:]
+
+
 def nifti_bytes(volume: np.ndarray, affine: np.ndarray) -> bytes:
     """A ``(S, H, W)`` uint8 volume as ``.nii.gz`` bytes, stored (x, y, z) with this affine."""
     image = nib.Nifti1Image(np.ascontiguousarray(volume.transpose(2, 1, 0)).astype(np.int16), affine)
@@ -477,7 +518,7 @@ def test_the_app_loads_models_only_from_checkpoints_and_runs(with_run: Path, tmp
                 load_model(path)
     finally:
         link.unlink()
-    assert load_model(best)[0].levels
+    assert load_model(best).model.levels
     at = page("3_Segment")
     at.session_state["checkpoint"] = str(stray)  # a path that reaches the page by another way
     at.run()

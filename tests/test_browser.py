@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
-import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,13 +21,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from app.browser import CHROMIUM, CHROMIUM_ARGS, free_port, outside
 from core.data.synthetic import make_synthetic
 
-CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 STEP_POINTS_JS = """() => {
     for (const el of document.querySelectorAll('.js-plotly-plot')) {
         const title = el.layout && el.layout.title ? String(el.layout.title.text) : '';
@@ -41,19 +37,12 @@ LATENCY_TRACES_JS = """() => [...document.querySelectorAll('.js-plotly-plot')]
     .filter(el => el.layout && String(el.layout.title.text).includes('against latency')
                   && !String(el.layout.title.text).includes('stored'))  // the evaluation's chart, not the stored one
     .flatMap(el => el.data.map(t => t.name))"""
-LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
                                 "(apt-get install -y chromium)")
 playwright = pytest.importorskip("playwright.sync_api")
 expect = playwright.expect
 expect.set_options(timeout=20_000)  # a busy 2-core CI machine renders slowly
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -107,18 +96,6 @@ def page(browser, requests_seen: list[str]) -> Iterator:
     context.on("request", lambda request: requests_seen.append(request.url))  # every tab of the context
     yield context.new_page()
     context.close()
-
-
-def outside(urls: list[str]) -> list[str]:
-    """The URLs that would leave the machine: any network scheme to a host other than the app's own."""
-    return [u for u in urls if urllib.parse.urlsplit(u).scheme in ("http", "https", "ws", "wss")
-            and urllib.parse.urlsplit(u).hostname not in LOCAL_HOSTS]
-
-
-def test_outside_hosts_are_detected() -> None:
-    urls = ["http://127.0.0.1:8501/_stcore/health", "ws://localhost:8501/_stcore/stream", "data:image/png;base64,AA",
-            "https://fonts.gstatic.com/s/i/short-term/release/materialsymbolsrounded/neurology/default/24px.svg"]
-    assert outside(urls) == urls[3:]
 
 
 def assert_no_exception(page) -> None:
