@@ -11,6 +11,7 @@ from core.data.intensity import standardize_volumes
 from core.data.folder import is_image_mask_folder, list_pairs, load_folder
 from core.data.io import read_mask
 from core.data.lgg import is_lgg_folder, list_lgg, load_lgg
+from core.data.nifti_dataset import is_nifti_dataset, label_slices, load_nifti_dataset, read_dataset
 from core.data.resolution import input_size_for
 from core.data.slices import SliceSet
 from core.data.synthetic import make_synthetic
@@ -22,7 +23,8 @@ def load_source(
     source: str | Path, size: int | None = None, channels: int = 3, num_classes: int = 1,
     volumes: Collection[str] | None = None, intensity: str = "none",
 ) -> SliceSet:
-    """Load ``"synthetic"``, a ``kaggle_3m`` folder, or an ``images/``+``masks/`` folder.
+    """Load ``"synthetic"``, a ``kaggle_3m`` folder, an ``images/``+``masks/`` folder, or a NIfTI dataset
+    (nnU-Net v2 raw or MSD layout, ``core.data.nifti_dataset``).
 
     ``size`` resizes every slice to ``size x size`` (None keeps the files' size); ``volumes``
     decodes only those volumes (patients), e.g. a checkpoint's validation split; ``intensity``
@@ -41,9 +43,22 @@ def input_size(source: str | Path, num_classes: int = 1, sample: int = 400) -> i
     if str(source) == SYNTHETIC:
         return 128
     root = _data_folder(source)
+    if is_nifti_dataset(root):
+        return input_size_for(label_slices(root, sample), max(num_classes, read_dataset(root).num_classes))
     files = [mask for _, mask in list_pairs(root)] if is_image_mask_folder(root) else [m for *_, m in list_lgg(root)]
     chosen = files[:: max(1, -(-len(files) // sample))]
     return input_size_for([read_mask(f, num_classes) for f in chosen], num_classes)
+
+
+def channels_and_classes(source: str | Path) -> tuple[int, int]:
+    """What a model for ``source`` takes and gives: ``(input channels, num_classes)``.
+
+    A NIfTI dataset says so in its ``dataset.json``; images are RGB with binary masks.
+    """
+    if str(source) != SYNTHETIC and is_nifti_dataset(Path(source).expanduser()):
+        dataset = read_dataset(Path(source).expanduser())
+        return len(dataset.channels), dataset.num_classes
+    return 3, 1
 
 
 def _load(source: str | Path, size: int | None, channels: int, num_classes: int,
@@ -52,6 +67,11 @@ def _load(source: str | Path, size: int | None, channels: int, num_classes: int,
         synthetic = make_synthetic(size=size or 128)
         return synthetic if volumes is None else synthetic.select_volumes(volumes)
     root = _data_folder(source)
+    if is_nifti_dataset(root):
+        expected = read_dataset(root).num_classes
+        if num_classes != expected:
+            raise DataError(f"{root / 'dataset.json'}: its labels make {expected} classes, not {num_classes}")
+        return load_nifti_dataset(root, size, channels, volumes)
     if is_image_mask_folder(root):
         return load_folder(root, size, channels, num_classes, volumes)
     if channels != 3 or num_classes != 1:
@@ -64,11 +84,12 @@ def _data_folder(source: str | Path) -> Path:
     root = Path(source).expanduser()
     if not root.exists():
         raise DataError(f"{root}: no such folder")
-    if is_image_mask_folder(root) or is_lgg_folder(root):
+    if is_nifti_dataset(root) or is_image_mask_folder(root) or is_lgg_folder(root):
         return root
     raise DataError(
-        f"{root}: not a data folder. Expected either images/ and masks/ sub-folders with same-named "
-        "files, or the Kaggle LGG layout <patient>/<patient>_<n>.tif with <patient>_<n>_mask.tif"
+        f"{root}: not a data folder. Expected images/ and masks/ sub-folders with same-named files, "
+        "the Kaggle LGG layout <patient>/<patient>_<n>.tif with <patient>_<n>_mask.tif, or a NIfTI "
+        "dataset with a dataset.json (nnU-Net v2 raw or Medical Segmentation Decathlon layout)"
     )
 
 

@@ -90,8 +90,10 @@ class TrainConfig:
                                        "uniform (Buda et al.)", ("positive", "area"))
     max_minutes: float | None = option(None, "stop after the epoch that would pass this time")
     max_volumes: int | None = option(None, "use only the first N volumes (patients), sorted by id: for quick tries")
-    in_channels: int = option(3)
-    num_classes: int = option(1, ">1: softmax over class-index masks")
+    in_channels: int | None = option(None, "input channels (default: from the data: a NIfTI dataset's channels, "
+                                           "else 3 (RGB))")
+    num_classes: int | None = option(None, "1: a sigmoid on binary masks; >1: softmax over class-index masks "
+                                           "(default: from the data: a NIfTI dataset's labels, else 1)")
     resume: bool = option(False, "continue the run in --out from its last.pt, with its saved settings "
                                  "(flags given override them)")
     init_from: str | None = option(None, "start from this checkpoint's weights (fine-tuning); its architecture "

@@ -33,7 +33,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from core.checkpoint import CheckpointError, atomic_save, default_normalization, make_checkpoint, read_checkpoint
-from core.data import EpochSampler, SliceDataset, SliceSet, input_size, load_source, split_volumes, train_augmentation
+from core.data import (EpochSampler, SliceDataset, SliceSet, channels_and_classes, input_size, load_source,
+                       split_volumes, train_augmentation)
 from core.files import atomic_write
 from core.inference import evaluate_loader, normalize
 from core.levels import deepest
@@ -72,6 +73,12 @@ def training_step(
     scaler.step(optimizer)
     scaler.update()
     return loss.item()
+
+
+def classes_in(masks: np.ndarray) -> int:
+    """``num_classes`` for class-index masks: 1 for binary (sigmoid), else the highest index + 1."""
+    highest = int(masks.max()) if masks.size else 0
+    return 1 if highest <= 1 else highest + 1
 
 
 def halve(images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,6 +123,10 @@ class Trainer:
         np.random.seed(c.seed + self.dist.rank)  # different augmentations on each
         self.dtype = autocast_dtype(self.device, c.precision)
         resume_state = self._resume_state()
+        if c.in_channels is None or c.num_classes is None:
+            channels, classes = (channels_and_classes(c.data) if self._data is None
+                                 else (self._data.images.shape[-1], classes_in(self._data.masks)))
+            c.in_channels, c.num_classes = c.in_channels or channels, c.num_classes or classes
         if c.size is None:
             c.size = (self._data.images.shape[1] if self._data is not None
                       else input_size(c.data, c.num_classes))

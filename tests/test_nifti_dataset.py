@@ -1,0 +1,172 @@
+"""NIfTI datasets (nnU-Net v2 raw and MSD layouts) the tests make: loading, orientation, bad input,
+training and evaluation through the CLIs, and ``core.convert`` both ways."""
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from core.convert import convert
+from core.data import DataError, channels_and_classes, input_size, load_source
+from core.data.nifti_dataset import read_dataset
+
+SHAPE = (23, 19, 5)  # odd, non-square, few slices
+LPS_AFFINE = np.array([[-0.8, 0, 0, 40.0], [0, -0.9, 0, 30.0], [0, 0, 2.5, -10.0], [0, 0, 0, 1]])
+
+
+def save(path: Path, array: np.ndarray, affine: np.ndarray = LPS_AFFINE) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(nib.Nifti1Image(array, affine).to_bytes()))
+
+
+def case_arrays(seed: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Two float channels and a 3-class label map with a blob of 1 and a band of 2."""
+    rng = np.random.default_rng(seed)
+    label = np.zeros(SHAPE, np.uint8)
+    label[4:14, 3:12, 1:4] = 1
+    label[6:9, 3:12, 2] = 2
+    channels = [(rng.normal(100, 10, SHAPE) + 80 * (label > 0) * (k + 1)).astype(np.float32) for k in range(2)]
+    return channels, label
+
+
+def nnunet_dataset(root: Path, cases: int = 4, labels: dict | None = None) -> Path:
+    for i in range(cases):
+        channels, label = case_arrays(i)
+        for k, channel in enumerate(channels):
+            save(root / "imagesTr" / f"case{i:02d}_{k:04d}.nii.gz", channel)
+        save(root / "labelsTr" / f"case{i:02d}.nii.gz", label)
+    spec = {"channel_names": {"0": "T1", "1": "FLAIR"}, "labels": labels or {"background": 0, "core": 1, "band": 2},
+            "numTraining": cases, "file_ending": ".nii.gz"}
+    (root / "dataset.json").write_text(json.dumps(spec))
+    return root
+
+
+def msd_dataset(root: Path, cases: int = 3) -> Path:
+    entries = []
+    for i in range(cases):
+        channels, label = case_arrays(10 + i)
+        save(root / "imagesTr" / f"brain_{i}.nii.gz", np.stack(channels, axis=-1))
+        save(root / "labelsTr" / f"brain_{i}.nii.gz", (label > 0).astype(np.uint8))
+        entries.append({"image": f"./imagesTr/brain_{i}.nii.gz", "label": f"./labelsTr/brain_{i}.nii.gz"})
+    spec = {"name": "Brain", "modality": {"0": "T1", "1": "FLAIR"}, "labels": {"0": "background", "1": "tumour"},
+            "numTraining": cases, "training": entries, "test": []}
+    (root / "dataset.json").write_text(json.dumps(spec))
+    return root
+
+
+def test_nnunet_layout_loads_cases_as_axial_ras_slices(tmp_path: Path) -> None:
+    root = nnunet_dataset(tmp_path / "Dataset001_Toy")
+    assert channels_and_classes(root) == (2, 3)
+    slices = load_source(root, num_classes=3, channels=2)
+    assert slices.images.shape == (4 * SHAPE[2], SHAPE[1], SHAPE[0], 2) and slices.images.dtype == np.uint8
+    assert sorted(set(slices.volumes)) == ["case00", "case01", "case02", "case03"] and slices.has_volumes
+    assert set(np.unique(slices.masks)) == {0, 1, 2}
+    # the same case stored in RAS+ order gives the same slices: orientation comes from the affine
+    channels, label = case_arrays(0)
+    ras = np.diag([0.8, 0.9, 2.5, 1.0])
+    flip = (slice(None, None, -1), slice(None, None, -1), slice(None))  # LPS -> RAS: reverse x and y
+    other = tmp_path / "ras"
+    for k, channel in enumerate(channels):
+        save(other / "imagesTr" / f"case00_{k:04d}.nii.gz", channel[flip], ras)
+    save(other / "labelsTr" / "case00.nii.gz", label[flip], ras)
+    (other / "dataset.json").write_text((root / "dataset.json").read_text())
+    same = load_source(other, num_classes=3, channels=2)
+    first = slices.select_volumes(["case00"])
+    assert np.array_equal(same.masks, first.masks) and np.array_equal(same.images, first.images)
+
+
+def test_msd_layout_with_4d_images(tmp_path: Path) -> None:
+    root = msd_dataset(tmp_path / "Task01_Toy")
+    ds = read_dataset(root)
+    assert ds.layout == "msd" and ds.channels == ["T1", "FLAIR"] and ds.num_classes == 1
+    slices = load_source(root, size=32, channels=2)
+    assert slices.images.shape == (3 * SHAPE[2], 32, 32, 2) and set(np.unique(slices.masks)) == {0, 1}
+    assert input_size(root) == 32  # the smallest candidate that keeps these blobs (the images are 23 px)
+
+
+@pytest.mark.parametrize(
+    ("breakage", "message"),
+    [
+        ("bad_json", "dataset.json: not valid JSON"),
+        ("regions", "region-based labels"),
+        ("missing_label", "case03_0000.nii.gz: no label case03.nii.gz"),
+        ("missing_channel", "case01 lacks channel file case01_0001.nii.gz"),
+        ("unknown_label", "case02.nii.gz: label value 3 is not in dataset.json's labels"),
+        ("shape", "case01_0000.nii.gz: shape (23, 19, 4) differs from its label"),
+        ("affine", "case01_0001.nii.gz: its affine (voxel to mm) differs"),
+        ("label_4d", "case00.nii.gz: a 4-D label map"),
+        ("gap", "labels must be 0 (background), 1, ... without gaps"),
+    ],
+)
+def test_bad_datasets_name_the_file_and_the_problem(tmp_path: Path, breakage: str, message: str) -> None:
+    root = nnunet_dataset(tmp_path / "ds")
+    spec = json.loads((root / "dataset.json").read_text())
+    if breakage == "bad_json":
+        (root / "dataset.json").write_text("{'channel_names': ")
+    elif breakage == "regions":
+        (root / "dataset.json").write_text(json.dumps(spec | {"regions_class_order": [1, 2]}))
+    elif breakage == "missing_label":
+        (root / "labelsTr" / "case03.nii.gz").unlink()
+    elif breakage == "missing_channel":
+        (root / "imagesTr" / "case01_0001.nii.gz").unlink()
+    elif breakage == "unknown_label":
+        _, label = case_arrays(2)
+        label[0, 0, 0] = 3
+        save(root / "labelsTr" / "case02.nii.gz", label)
+    elif breakage == "shape":
+        save(root / "imagesTr" / "case01_0000.nii.gz", np.zeros((23, 19, 4), np.float32))
+    elif breakage == "affine":
+        save(root / "imagesTr" / "case01_0001.nii.gz", case_arrays(1)[0][1], np.diag([1.0, 1.0, 1.0, 1.0]))
+    elif breakage == "label_4d":
+        save(root / "labelsTr" / "case00.nii.gz", np.zeros((*SHAPE, 2), np.uint8))
+    elif breakage == "gap":
+        (root / "dataset.json").write_text(json.dumps(spec | {"labels": {"background": 0, "a": 1, "b": 3}}))
+    with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_source(root, size=32, num_classes=3, channels=2)
+
+
+def test_train_and_evaluate_a_multi_class_dataset_with_no_channel_or_class_flags(tmp_path: Path) -> None:
+    root = nnunet_dataset(tmp_path / "Dataset002_Toy", cases=5)
+    run = tmp_path / "run"
+    train = subprocess.run(
+        [sys.executable, "-m", "core.train", "--data", str(root), "--out", str(run), "--width", "4", "--epochs", "2",
+         "--batch-size", "4", "--threads", "1"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert train.returncode == 0, train.stderr[-2000:]
+    config = json.loads((run / "config.json").read_text())
+    assert (config["in_channels"], config["num_classes"], config["size"]) == (2, 3, 32)
+    out = tmp_path / "eval.json"
+    evaluate = subprocess.run(
+        [sys.executable, "-m", "core.evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(root),
+         "--split", "val", "--json", str(out), "--timing-repeats", "1"], cwd=ROOT, capture_output=True, text=True,
+        timeout=600)
+    assert evaluate.returncode == 0, evaluate.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert 0.0 <= result["levels"]["4"]["dice"] <= 1.0 and result["split"] == "val"
+
+
+def test_convert_kaggle_to_nnunet_and_back_is_exact(tmp_path: Path, lgg_folder: Path) -> None:
+    raw = tmp_path / "Dataset501_LGG"
+    assert "3 patients" in convert(lgg_folder, raw)
+    assert read_dataset(raw).channels == ["pre-contrast", "FLAIR", "post-contrast"]
+    back = tmp_path / "kaggle_again"
+    assert "3 cases" in convert(raw, back)
+    original, via_nifti, again = load_source(lgg_folder), load_source(raw), load_source(back)
+    for other in (via_nifti, again):
+        assert np.array_equal(original.images, other.images) and np.array_equal(original.masks, other.masks)
+        assert original.names == other.names and original.volumes == other.volumes
+    with pytest.raises(DataError, match="already exists"):
+        convert(lgg_folder, raw)
+
+
+def test_convert_cli_reports_bad_input_in_one_line(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "core.convert", str(tmp_path), str(tmp_path / "out")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and result.stderr.strip().count("\n") == 0
+    assert "neither a kaggle_3m folder nor a NIfTI dataset" in result.stderr
