@@ -120,14 +120,19 @@ def _metrics(events: list[Event]) -> None:
     if not epochs:
         return
     last, scored = epochs[-1], [e for e in epochs if e["score"] is not None]
-    dice, iou = [e["val"]["dice"] for e in epochs], [e["val"]["iou"] for e in epochs]
+    validated = [e for e in epochs if e["val"]]  # none when the run trains on every volume (--val-fraction 0)
     cols = st.columns(4)
-    trend = len(epochs) > 1
-    cols[0].metric("Validation Dice", f"{dice[-1]:.3f}", f"{dice[-1] - dice[-2]:+.3f}" if trend else None,
-                   chart_data=dice if trend else None,
-                   help="Of the deepest head, mean over validation slices (an empty slice predicted empty scores 1)")
-    cols[1].metric("Validation IoU", f"{iou[-1]:.3f}", f"{iou[-1] - iou[-2]:+.3f}" if trend else None,
-                   chart_data=iou if trend else None)
+    if not validated:
+        cols[0].caption("No validation metrics: this run holds out no volumes (it trains on all of them).")
+    else:
+        dice, iou = [e["val"]["dice"] for e in validated], [e["val"]["iou"] for e in validated]
+        trend = len(validated) > 1
+        cols[0].metric("Validation Dice", f"{dice[-1]:.3f}", f"{dice[-1] - dice[-2]:+.3f}" if trend else None,
+                       chart_data=dice if trend else None,
+                       help="Of the deepest head, mean over validation slices (an empty slice predicted empty "
+                            "scores 1)")
+        cols[1].metric("Validation IoU", f"{iou[-1]:.3f}", f"{iou[-1] - iou[-2]:+.3f}" if trend else None,
+                       chart_data=iou if trend else None)
     if scored:
         best = max(scored, key=lambda e: e["score"])
         name = score_name(events)

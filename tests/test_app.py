@@ -211,6 +211,16 @@ def test_train_page_runs_a_training_to_the_end(studio: Path, lgg_folder: Path) -
     assert "exists already" in texts(at.error)
 
 
+def test_train_page_shows_a_run_that_holds_out_no_volumes(studio: Path) -> None:
+    """Regression: a run with --val-fraction 0 (as the shipped model's) raised KeyError 'dice' on the Train page."""
+    Trainer(TrainConfig(data="synthetic", width=4, size=32, epochs=1, val_fraction=0.0,
+                        out=str(studio / "runs" / "all"))).fit()
+    at = page("1_Train")
+    assert "No validation metrics: this run holds out no volumes" in texts(at.caption)
+    assert "No validation samples: the model records no 'val' split" in texts(at.caption)
+    assert "Learning rate" in {m.label for m in at.metric}
+
+
 def test_train_page_stops_and_resumes_a_run(studio: Path) -> None:
     at = page("1_Train")
     by_label(at.text_input, "Run name").set_value("stoppable")
