@@ -13,8 +13,7 @@ from app.data import resolve_source
 from app.layout import setup_page
 from app.runview import STATUS, live_run, render_run
 from app.state import RUN, persistent_selectbox
-from core.data import SYNTHETIC
-from core.data.sources import _data_folder  # the one layout detection, as load_source uses it
+from core.data import SYNTHETIC, data_folder  # data_folder: the one layout detection, as load_source uses it
 from core.models import ARCHITECTURES, display_name
 from core.runs import RunError, RunInfo, launch, list_runs, read_run_history, run_folder
 from core.training.config import TrainConfig, cli_fields, default_of
@@ -39,7 +38,7 @@ def data_source(label: str, path: str) -> str:
     """The ``--data`` of the chosen source; ``DataError`` if the folder is not in a layout ``core.data`` reads."""
     if label == DEMO:
         return SYNTHETIC
-    return str(_data_folder(resolve_source(path, Path.cwd())))
+    return str(data_folder(resolve_source(path, Path.cwd())))
 
 
 def training_threads(running: int) -> int:
@@ -77,8 +76,9 @@ def new_run_form(expanded: bool) -> None:
         synthetic = source == DEMO
         path = top[2].text_input("Data folder", placeholder="not needed: generated on the fly" if synthetic
                                  else "e.g. data/kaggle_3m", disabled=synthetic,
-                                 help="The folder that holds the data, in any layout the trainer reads (e.g. kaggle_3m, "
-                                      "or images/ + masks/); a folder in none names the layouts expected")
+                                 help="The folder that holds the data, in any layout the trainer reads: kaggle_3m, "
+                                      "images/ + masks/, or a NIfTI dataset with a dataset.json (nnU-Net v2 raw or "
+                                      "MSD); a folder in none names the layouts expected")
         form = st.form("new_run")
     with form:
         a, b, c, d = st.columns(4)

@@ -42,7 +42,7 @@ def input_size(source: str | Path, num_classes: int = 1, sample: int = 400) -> i
     """
     if str(source) == SYNTHETIC:
         return 128
-    root = _data_folder(source)
+    root = data_folder(source)
     if is_nifti_dataset(root):
         return input_size_for(label_slices(root, sample), max(num_classes, read_dataset(root).num_classes))
     files = [mask for _, mask in list_pairs(root)] if is_image_mask_folder(root) else [m for *_, m in list_lgg(root)]
@@ -66,7 +66,7 @@ def _load(source: str | Path, size: int | None, channels: int, num_classes: int,
     if str(source) == SYNTHETIC:
         synthetic = make_synthetic(size=size or 128)
         return synthetic if volumes is None else synthetic.select_volumes(volumes)
-    root = _data_folder(source)
+    root = data_folder(source)
     if is_nifti_dataset(root):
         expected = read_dataset(root).num_classes
         if num_classes != expected:
@@ -79,7 +79,7 @@ def _load(source: str | Path, size: int | None, channels: int, num_classes: int,
     return load_lgg(root, size, volumes)
 
 
-def _data_folder(source: str | Path) -> Path:
+def data_folder(source: str | Path) -> Path:
     """``source`` as a folder in one of the layouts ``load_source`` reads; ``DataError`` otherwise."""
     root = Path(source).expanduser()
     if not root.exists():
