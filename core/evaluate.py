@@ -28,8 +28,11 @@ def format_table(result: dict[str, Any]) -> str:
                "ms_per_image"]
     rows = {level: row | ({"postprocessed_mean": row["postprocessed"]["volume_dice_mean"]} if "postprocessed" in row else {})
             for level, row in result["levels"].items()}
-    present = [c for c in columns if any(c in r for r in rows.values())]
-    lines = [f"{'level':>6} " + " ".join(f"{c:>18}" for c in present)]
+    per_class = sorted({k for r in rows.values() for k in r if "_class" in k}, key=lambda k: (k.startswith("v"), k))
+    present = [c for c in columns if any(c in r for r in rows.values())] + per_class
+    names = result.get("labels") or []
+    headers = [_class_header(c, names) for c in present]
+    lines = [f"{'level':>6} " + " ".join(f"{h:>18}" for h in headers)]
     for level, row in rows.items():
         cells = []
         for c in present:
@@ -40,10 +43,20 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines + [counts])
 
 
+def _class_header(column: str, names: list[str]) -> str:
+    """``volume_dice_class2`` -> ``vDice enhancing`` (the label's name where the checkpoint has them)."""
+    if "_class" not in column:
+        return column
+    metric, k = column.rsplit("_class", 1)
+    name = names[int(k)] if int(k) < len(names) else f"class {k}"
+    return f"{'vDice' if metric.startswith('volume') else 'Dice'} {name}"[:18]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m core.evaluate", description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
-    p.add_argument("--data", required=True, help="'synthetic', a kaggle_3m folder, or an images/masks folder")
+    p.add_argument("--data", required=True, help="'synthetic', a kaggle_3m folder, an images/masks folder, or a NIfTI "
+                                                 "dataset (nnU-Net v2 raw or MSD layout)")
     p.add_argument("--split", choices=["val", "train", "all"], default="val",
                    help="the checkpoint's validation (or training) volumes, or all slices")
     p.add_argument("--levels", nargs="+", default=None, help="levels to evaluate: 1 2 3 4 ens (default all)")
@@ -67,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     result |= {"checkpoint": str(args.checkpoint), "data": args.data, "split": args.split,
-               "device": str(device), "precision": args.precision}
+               "device": str(device), "precision": args.precision, "labels": meta.get("labels")}
     print(format_table(result))
     if args.json:
         atomic_write(args.json, json.dumps(result, indent=2))

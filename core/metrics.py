@@ -137,8 +137,9 @@ class SegmentationMetrics:
         return {vid: dice_from_counts(c).mean().item() for vid, c in sorted(self._volume_counts.items())}
 
     def compute(self) -> dict[str, float]:
-        """``dice``, ``iou`` (means over images), ``n_images``; with volume ids also
-        ``volume_dice_mean``, ``volume_dice_median`` and ``n_volumes``."""
+        """``dice``, ``iou`` (means over images and foreground classes), ``n_images``; with volume ids
+        also ``volume_dice_mean``, ``volume_dice_median`` and ``n_volumes``; with several classes
+        also ``per_class``."""
         per_image = self.per_image()
         n = len(per_image["dice"])
         result = {
@@ -153,6 +154,18 @@ class SegmentationMetrics:
                 "volume_dice_median": vols.quantile(0.5).item(),
                 "n_volumes": len(vols),
             }
+        if self.num_classes > 1 and n:
+            result |= self.per_class()
+        return result
+
+    def per_class(self) -> dict[str, float]:
+        """``dice_class<k>`` (mean over images) for each foreground class k, and with volume ids
+        ``volume_dice_class<k>`` (mean over volumes)."""
+        images = dice_from_counts(torch.cat(self._image_counts)).mean(0)
+        result = {f"dice_class{k + 1}": images[k].item() for k in range(len(images))}
+        if self._volume_counts:
+            volumes = torch.stack([dice_from_counts(c) for c in self._volume_counts.values()]).mean(0)
+            result |= {f"volume_dice_class{k + 1}": volumes[k].item() for k in range(len(volumes))}
         return result
 
 

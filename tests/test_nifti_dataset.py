@@ -148,7 +148,10 @@ def test_train_and_evaluate_a_multi_class_dataset_with_no_channel_or_class_flags
         timeout=600)
     assert evaluate.returncode == 0, evaluate.stderr[-2000:]
     result = json.loads(out.read_text())
-    assert 0.0 <= result["levels"]["4"]["dice"] <= 1.0 and result["split"] == "val"
+    assert result["labels"] == ["background", "core", "band"] and result["split"] == "val"
+    level = result["levels"]["4"]
+    assert 0.0 <= level["dice"] <= 1.0 and {"volume_dice_class1", "volume_dice_class2"} <= set(level)
+    assert "vDice core" in evaluate.stdout and "vDice band" in evaluate.stdout
 
 
 def test_convert_kaggle_to_nnunet_and_back_is_exact(tmp_path: Path, lgg_folder: Path) -> None:

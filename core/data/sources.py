@@ -50,6 +50,13 @@ def input_size(source: str | Path, num_classes: int = 1, sample: int = 400) -> i
     return input_size_for([read_mask(f, num_classes) for f in chosen], num_classes)
 
 
+def label_names(source: str | Path) -> list[str] | None:
+    """The class names by value (background first) where the data names them (a NIfTI dataset), else None."""
+    if str(source) != SYNTHETIC and is_nifti_dataset(Path(source).expanduser()):
+        return list(read_dataset(Path(source).expanduser()).labels)
+    return None
+
+
 def channels_and_classes(source: str | Path) -> tuple[int, int]:
     """What a model for ``source`` takes and gives: ``(input channels, num_classes)``.
 

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from core.checkpoint import CheckpointError, atomic_save, default_normalization, make_checkpoint, read_checkpoint
-from core.data import (EpochSampler, SliceDataset, SliceSet, channels_and_classes, input_size, load_source,
+from core.data import (EpochSampler, SliceDataset, SliceSet, channels_and_classes, input_size, label_names, load_source,
                        split_volumes, train_augmentation)
 from core.files import atomic_write
 from core.inference import evaluate_loader, normalize
@@ -144,6 +144,7 @@ class Trainer:
         self.train_set, self.val_set = slices.select_volumes(train_ids), slices.select_volumes(val_ids)
         self.val_volumes = self.val_set.volumes if slices.has_volumes else None
         self.normalization = default_normalization(c.in_channels) | {"intensity": c.intensity}
+        self.label_names = label_names(c.data) if self._data is None else None
 
         areas = (self.train_set.masks > 0).reshape(len(self.train_set), -1).sum(1) if c.sampling == "area" else None
         self.sampler = EpochSampler(self.train_set.positive, c.empty_fraction, c.seed,
@@ -259,6 +260,8 @@ class Trainer:
             "best_score": self.best_score, "best_epoch": self.best_epoch,
         }
         meta["trained_seconds"] = self.trained_seconds
+        if self.label_names:
+            meta["labels"] = self.label_names
         if with_state:
             meta["optimizer"] = self.optimizer.state_dict()
             meta["scheduler"] = self.scheduler.state_dict()
