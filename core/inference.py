@@ -200,6 +200,16 @@ def probabilities_to_mask(probs: np.ndarray, threshold: float = 0.5) -> np.ndarr
     return probs.argmax(0).astype(np.uint8)
 
 
+def label_values(masks: np.ndarray) -> np.ndarray:
+    """Masks as ``probabilities_to_mask`` gives them -> label values: binary 0/255 -> 0/1, class indices kept.
+
+    Example:
+        >>> label_values(np.array([0, 255], np.uint8)).tolist(), label_values(np.array([0, 2], np.uint8)).tolist()
+        ([0, 1], [0, 2])
+    """
+    return np.where(masks == 255, 1, masks).astype(np.uint8)
+
+
 def lesion_masks(
     probs: np.ndarray, threshold: float = 0.5, min_component_fraction: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:

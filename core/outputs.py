@@ -12,6 +12,7 @@ import numpy as np
 from core.data.io import IMAGE_SUFFIXES
 from core.data.scans import VOLUME_SUFFIXES, Scan
 from core.files import atomic_write
+from core.inference import label_values
 from core.lesions import csv_text, slice_rows
 
 SUFFIXES = (*VOLUME_SUFFIXES, *IMAGE_SUFFIXES)
@@ -95,7 +96,7 @@ def write_outputs(scan: Scan, lesion: np.ndarray, masks: np.ndarray, out: Path, 
     if not scan.is_volume:
         files = {f"{stem}_mask.png": png_bytes(masks[0])}
     else:
-        files = {f"{stem}_mask.nii.gz": scan.mask_nifti_bytes(masks > 0),
+        files = {f"{stem}_mask.nii.gz": scan.mask_nifti_bytes(label_values(masks)),
                  f"{stem}_masks.zip": slice_masks_zip(masks, stem),
                  f"{stem}_slices.csv": csv_text(slice_rows(scan, masks > 0, lesion)).encode()}
     return [atomic_write(out / name, content) for name, content in files.items()]

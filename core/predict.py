@@ -1,10 +1,12 @@
 """``python -m core.predict``: segment images and scans; write masks and lesion statistics.
 
 Inputs: PNG / JPG / TIFF / BMP images, multi-page TIFF stacks, DICOM files, zips of a DICOM
-series or of images, NIfTI volumes (``.nii``, ``.nii.gz``). Outputs in ``--out``:
+series or of images, NIfTI volumes (``.nii``, ``.nii.gz``). For a model of several channels, a
+case's nnU-Net channel files (``<case>_0000.nii.gz``, ``<case>_0001.nii.gz``, ...) are read as one
+scan. Outputs in ``--out``:
 
 - a 2D image: ``<name>_mask.png``;
-- a volume: ``<name>_mask.nii.gz`` (the input's shape and affine), ``<name>_masks.zip`` (one PNG
+- a volume: ``<name>_mask.nii.gz`` (the input's shape and affine; label values, 0 background), ``<name>_masks.zip`` (one PNG
   per slice) and ``<name>_slices.csv`` (lesion pixels, mm² and max probability per slice);
 - always ``summary.csv``: one row per input (lesion voxels, mL where the spacing is known).
 
@@ -20,7 +22,7 @@ from pathlib import Path
 
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.data import DataError
-from core.data.scans import Scan, read_scans
+from core.data.scans import CHANNEL_FILE, Scan, channel_groups, merge_channels, read_scan, read_scans
 from core.files import atomic_write
 from core.inference import lesion_masks, segment_images
 from core.levels import LEVEL_HELP, default_level, parse_level
@@ -61,9 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     failed, summaries = 0, []
     scans: list[Scan] = []
-    for path in args.inputs:
+    for group in channel_groups([str(p) for p in args.inputs], model.in_channels):
         try:
-            scans += read_scans(str(path), _read(path), model.in_channels)
+            if model.in_channels > 1 and CHANNEL_FILE.match(Path(group[0]).name):  # <case>_0000.nii.gz, ...
+                scans.append(merge_channels([read_scan(n, _read(Path(n)), 1) for n in group], model.in_channels))
+            else:
+                scans += read_scans(group[0], _read(Path(group[0])), model.in_channels)
         except DataError as err:
             print(f"error: {err}", file=sys.stderr)
             failed += 1

@@ -173,3 +173,25 @@ def test_convert_cli_reports_bad_input_in_one_line(tmp_path: Path) -> None:
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and result.stderr.strip().count("\n") == 0
     assert "neither a kaggle_3m folder nor a NIfTI dataset" in result.stderr
+
+
+def test_predict_reads_a_cases_channel_files_as_one_scan_and_writes_label_maps(tmp_path: Path) -> None:
+    root = nnunet_dataset(tmp_path / "Dataset003_Toy", cases=4)
+    run = tmp_path / "run"
+    train = subprocess.run(
+        [sys.executable, "-m", "core.train", "--data", str(root), "--out", str(run), "--width", "4", "--epochs", "3",
+         "--batch-size", "4", "--threads", "1", "--lr", "3e-3"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert train.returncode == 0, train.stderr[-2000:]
+    files = [root / "imagesTr" / f"case00_{k:04d}.nii.gz" for k in (1, 0)]
+    out = tmp_path / "pred"
+    predict = subprocess.run(
+        [sys.executable, "-m", "core.predict", "--checkpoint", str(run / "best.pt"), "--out", str(out), *map(str, files)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert predict.returncode == 0, predict.stderr[-2000:]
+    written = nib.load(out / "case00_mask.nii.gz")
+    assert written.shape == SHAPE and np.allclose(written.affine, LPS_AFFINE)
+    assert set(np.unique(np.asarray(written.dataobj))) <= {0, 1, 2}
+    lonely = subprocess.run(
+        [sys.executable, "-m", "core.predict", "--checkpoint", str(run / "best.pt"), "--out", str(out), str(files[0])],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert lonely.returncode == 1 and "1 channel file(s) for this case; the model takes 2" in lonely.stderr
