@@ -1,6 +1,7 @@
 """Per-level evaluation for the Compare page: run it with a progress bar, tabulate it, recommend a level."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -72,8 +73,9 @@ def recommend(result: dict[str, Any], tolerance: float = TOLERANCE) -> str | Non
     return next(level_key(level) for level in found if rows[level][key] >= target - tolerance)
 
 
-def results_table(result: dict[str, Any]) -> pd.DataFrame:
-    """One row per level: size, cost, speed and quality, speed-up against the deepest head."""
+def results_table(result: dict[str, Any], class_names: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per level: size, cost, speed and quality, speed-up against the deepest head; for a
+    multi-class model also the (volume) Dice of each class, under ``class_names`` (background first)."""
     rows = result["levels"]
     top = deepest(rows)
     table = pd.DataFrame({
@@ -87,6 +89,11 @@ def results_table(result: dict[str, Any]) -> pd.DataFrame:
     })
     if all("volume_dice_mean" in r for r in rows.values()):
         table["volume Dice"] = [r["volume_dice_mean"] for r in rows.values()]
+    per_class = sorted({k for r in rows.values() for k in r if k.startswith(("dice_class", "volume_dice_class"))})
+    for column in per_class:
+        metric, k = column.rsplit("_class", 1)
+        name = class_names[int(k)] if int(k) < len(class_names) else f"class {k}"
+        table[f"{'volume ' if metric.startswith('volume') else ''}Dice {name}"] = [r.get(column) for r in rows.values()]
     return table
 
 

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from app.theme import LESION_RGB, TRUTH_RGB
+from app.theme import CLASS_RGB, CLASS_SWATCH, LESION_RGB, TRUTH_RGB
+from core.inference import label_values
 
 AGREE_RGB = (20, 184, 166)  # every head marks the pixel
 DISAGREE_RGB = ((253, 224, 71), (251, 146, 60), (239, 68, 68))  # some heads do: few .. most
@@ -28,16 +29,35 @@ def anatomy(image: np.ndarray) -> np.ndarray:
 
 def overlay(image: np.ndarray, mask: np.ndarray, opacity: float = 0.45,
             color: tuple[int, int, int] = LESION_RGB) -> np.ndarray:
-    """``image`` (H, W, C uint8) with ``mask > 0`` tinted by ``color`` and outlined."""
-    rgb = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[..., :3]
+    """``image`` (H, W, C uint8) with the mask's foreground tinted and outlined.
+
+    A binary mask (0/1 or 0/255) takes ``color``; a label map of several classes takes
+    ``CLASS_RGB`` (class 1 in ``color``), the colours of ``class_legend``.
+    """
+    rgb = image[..., :3] if image.shape[2] >= 3 else np.repeat(image[..., :1], 3, axis=2)  # 2 channels: the first
     out = rgb.astype(np.float32)
-    region = mask > 0
-    out[region] = (1 - opacity) * out[region] + opacity * np.array(color, np.float32)
+    labels = label_values(mask)
+    palette = (color, *CLASS_RGB[1:])
+    classes = [int(k) for k in np.unique(labels) if k > 0]
+    for k in classes:
+        region = labels == k
+        out[region] = (1 - opacity) * out[region] + opacity * np.array(palette[(k - 1) % len(palette)], np.float32)
     out = out.round().astype(np.uint8)
-    contours, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     thickness = max(1, round(max(mask.shape) / 256))
-    cv2.drawContours(out, contours, -1, color, thickness)
+    for k in classes:
+        contours, _ = cv2.findContours((labels == k).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(out, contours, -1, palette[(k - 1) % len(palette)], thickness)
     return out
+
+
+def class_legend(names: Sequence[str]) -> str:
+    """``🟥 edema · 🟦 enhancing`` for label names (background first), as ``overlay`` colours them.
+
+    Example:
+        >>> class_legend(["background", "edema", "enhancing"])
+        '🟥 edema · 🟦 enhancing'
+    """
+    return " · ".join(f"{CLASS_SWATCH[k % len(CLASS_SWATCH)]} {name}" for k, name in enumerate(names[1:]))
 
 
 def truth_overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ import streamlit as st
 from app.checkpoints import LoadedModel, inference_device
 from app.compute import inference_turn
 from core.data import DataError
-from core.data.scans import Scan, read_scans
+from core.data.scans import CHANNEL_FILE, Scan, channel_groups, merge_channels, read_scans
 from core.inference import lesion_masks, segment_images_by_level
 from core.levels import Level, level_key, one_pass_levels
 from core.lesions import slice_rows, volume_summary
@@ -71,6 +71,29 @@ def read_upload(name: str, data: bytes, channels: int) -> list[Scan]:
     if len(data) > limit * 2**20:
         raise DataError(f"{name}: {len(data) / 2**20:.1f} MB is over the {limit} MB limit per file")
     return _read(name, digest(data), channels, data)  # pixel and voxel limits are checked before decoding
+
+
+def read_uploads(files: list[tuple[str, bytes]], channels: int) -> tuple[list[Scan], list[str], list[str]]:
+    """Uploads as ``(scans, cache keys, error lines)``; a case's nnU-Net channel files
+    (``<case>_0000.nii.gz``, ...) make one scan for a model of several channels."""
+    contents: dict[str, list[bytes]] = {}
+    for name, data in files:  # two uploads may share a name
+        contents.setdefault(name, []).append(data)
+    scans, keys, errors = [], [], []
+    for group in channel_groups([name for name, _ in files], channels):
+        blobs = [contents[n].pop(0) for n in group]
+        try:
+            if channels > 1 and CHANNEL_FILE.match(group[0]):
+                found = [merge_channels([read_upload(n, b, 1)[0] for n, b in zip(group, blobs)], channels)]
+            else:
+                found = read_upload(group[0], blobs[0], channels)
+        except DataError as err:
+            errors.append(str(err))
+            continue
+        key = ":".join(digest(b) for b in blobs)
+        scans += found
+        keys += [f"{key}:{i}" for i in range(len(found))]
+    return scans, keys, errors
 
 
 class ProbabilityStore:

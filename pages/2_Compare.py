@@ -135,7 +135,7 @@ def show_results(result: dict, description: str, own: bool, note: str) -> None:
                      help="Off by default: a level that suffices on other data may not suffice on the model's own"):
             recommendation(result, f"on {description}")
     st.caption(f"Latency is the median of {TIMING_REPEATS} single-image passes on this machine.")
-    st.dataframe(results_table(result), hide_index=True, width="stretch",
+    st.dataframe(results_table(result, meta.get("labels") or ()), hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(format=f) for c, f in NUMBER_FORMATS.items()})
     left, right = st.columns(2)
     left.plotly_chart(quality_latency_figure(rows, key, label), key="quality_latency")

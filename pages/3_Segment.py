@@ -6,13 +6,13 @@ import streamlit as st
 from app.charts import lesion_area_figure, probability_figure
 from app.checkpoints import pick_checkpoint
 from app.guidance import input_differences, level_quality
-from app.images import enlarge, overlay, shrink
+from app.images import class_legend, enlarge, overlay, shrink
 from app.layout import setup_page
-from app.segmentation import TYPES, Result, digest, read_upload, results_table, segment, upload_limit_mb
+from app.segmentation import TYPES, Result, read_uploads, results_table, segment, upload_limit_mb
 from app.state import LEVEL, persistent_selectbox
-from core.data import DataError
 from core.data.io import MAX_IMAGE_PIXELS
 from core.data.scans import MAX_VOXELS
+from core.inference import label_values
 from core.levels import default_level, level_name, model_levels
 from core.lesions import csv_text
 from core.outputs import png_bytes, slice_masks_zip, unique_stems, zip_bytes
@@ -35,6 +35,9 @@ with st.sidebar:
                            help="Remove connected lesion parts (3D in a volume) smaller than this share of the "
                                 "largest: 0 keeps all, 1 only the largest (the default is the model's own)")
     opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05)
+    names = meta.get("labels") or []
+    if len(names) > 2:  # a multi-class model: which colour is which class
+        st.caption("Classes: " + class_legend(names))
     quality = level_quality(meta, level)
     if quality is not None:
         (st.warning if quality.weak else st.caption)(quality.sentence())
@@ -52,16 +55,9 @@ if not uploads:
             f"{limits}", icon=":material/upload:")
     st.stop()
 
-scans, keys = [], []
-for upload in uploads:
-    data = upload.getvalue()
-    try:
-        found = read_upload(upload.name, data, model.in_channels)
-    except DataError as err:
-        st.error(str(err), icon=":material/error:")
-        continue
-    scans += found
-    keys += [f"{digest(data)}:{i}" for i in range(len(found))]
+scans, keys, errors = read_uploads([(u.name, u.getvalue()) for u in uploads], model.in_channels)
+for error in errors:
+    st.error(error, icon=":material/error:")
 if not scans:
     st.stop()
 
@@ -94,8 +90,9 @@ def show_image(r: Result) -> None:
     """A 2D upload: overlay, probability map, lesion area, downloads."""
     st.subheader(r.scan.name)
     picture = overlay(r.scan.slices[0], r.masks[0], opacity)
+    colours = "classes as in the legend" if len(names) > 2 else "lesion in red"
     left, right = st.columns(2)
-    left.image(enlarge(picture), width="stretch", caption=f"{level_name(level)} at threshold {threshold:.2f}, lesion in red")
+    left.image(enlarge(picture), width="stretch", caption=f"{level_name(level)} at threshold {threshold:.2f}, {colours}")
     right.plotly_chart(probability_figure(shrink(r.lesion[0], 256), shrink(r.scan.slices[0], 256)),
                        key=f"heatmap_{r.stem}")
     cols = st.columns(4)
@@ -134,9 +131,10 @@ def show_volume(r: Result) -> None:
                caption=f"Slice {index} of {len(scan.slices)}: lesion {area}, {level_name(level)} at threshold {threshold:.2f}")
     right.plotly_chart(lesion_area_figure(rows, index), key=f"area_{r.stem}")
     cols = st.columns(3)
-    cols[0].download_button("Mask (NIfTI)", scan.mask_nifti_bytes(r.masks > 0), f"{r.stem}_mask.nii.gz",
+    cols[0].download_button("Mask (NIfTI)", scan.mask_nifti_bytes(label_values(r.masks)), f"{r.stem}_mask.nii.gz",
                             "application/gzip", icon=":material/download:", on_click="ignore", key=f"nii_{r.stem}",
-                            help="uint8 mask with the input's shape and affine (DICOM: affine from its geometry)")
+                            help="uint8 label map (0 background, 1.. the classes) with the input's shape and affine "
+                                 "(DICOM: affine from its geometry)")
     cols[1].download_button("Masks (PNG per slice, zip)", slice_masks_zip(r.masks, r.stem), f"{r.stem}_masks.zip",
                             "application/zip", icon=":material/folder_zip:", on_click="ignore", key=f"zip_{r.stem}")
     cols[2].download_button("Per-slice statistics (CSV)", csv_text(rows), f"{r.stem}_slices.csv", "text/csv",
@@ -154,7 +152,7 @@ if len(results) > 1:
     files: dict[str, bytes] = {"summary.csv": csv_text([r.summary for r in results]).encode()}
     for r in results:
         if r.scan.is_volume:
-            files[f"{r.stem}_mask.nii.gz"] = r.scan.mask_nifti_bytes(r.masks > 0)
+            files[f"{r.stem}_mask.nii.gz"] = r.scan.mask_nifti_bytes(label_values(r.masks))
             files[f"{r.stem}_slices.csv"] = csv_text(r.rows).encode()
         else:
             files[f"{r.stem}_mask.png"] = png_bytes(r.masks[0])

@@ -595,3 +595,26 @@ def test_forward_passes_take_turns_first_come_first_served() -> None:
     two = FairSlots(2)
     with two.turn(), two.turn():
         assert two.busy == 2
+
+
+def test_a_multi_class_two_channel_nifti_model_on_every_page(studio: Path, tmp_path: Path) -> None:
+    from test_nifti_dataset import nnunet_dataset
+
+    data = nnunet_dataset(tmp_path / "Dataset004_Toy", cases=4)
+    Trainer(TrainConfig(data=str(data), width=4, epochs=1, batch_size=4, out=str(studio / "runs" / "mc"))).fit()
+    assert "Run mc" in texts(page().markdown)
+    at = page("2_Compare")
+    next(b for b in at.button if b.label.startswith("Evaluate")).click().run()
+    table = at.dataframe[1].value
+    assert not at.exception and list(table["level"])[:4] == ["L1", "L2", "L3", "L4"]
+    assert {"volume Dice core", "volume Dice band"} <= set(table.columns)
+    at = page("3_Segment")
+    assert "Classes: 🟥 core · 🟦 band" in texts(at.caption)
+    files = {f"case00_{k:04d}.nii.gz": (data / "imagesTr" / f"case00_{k:04d}.nii.gz").read_bytes() for k in (0, 1)}
+    for name, content in files.items():
+        at.get("file_uploader")[0].upload(name, content, "application/gzip")
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert [s.value for s in at.subheader] == ["case00.nii.gz"]  # two channel files, one scan
+    nifti = next(b for b in at.get("download_button") if b.label == "Mask (NIfTI)")
+    assert nifti is not None

@@ -105,14 +105,14 @@ def channel_groups(names: Sequence[str], channels: int) -> list[list[str]]:
     Example:
         >>> channel_groups(["a/c1_0001.nii.gz", "a/c1_0000.nii.gz", "b.png"], channels=2)
         [['a/c1_0000.nii.gz', 'a/c1_0001.nii.gz'], ['b.png']]
-        >>> channel_groups(["c1_0000.nii.gz"], channels=1)
-        [['c1_0000.nii.gz']]
+        >>> channel_groups(["c1_0000.nii.gz", "b.png", "b.png"], channels=1)
+        [['c1_0000.nii.gz'], ['b.png'], ['b.png']]
     """
     groups: dict[tuple[str, str], list[str]] = {}
-    for name in names:
+    for i, name in enumerate(names):
         path = PurePosixPath(name.replace("\\", "/"))
         match = CHANNEL_FILE.match(path.name) if channels > 1 else None
-        key = (str(path.parent), match["case"]) if match else (name, "")
+        key = (str(path.parent), match["case"]) if match else (str(i), "")
         groups.setdefault(key, []).append(name)
     return [sorted(g, key=lambda n: PurePosixPath(n.replace("\\", "/")).name) for g in groups.values()]
 
