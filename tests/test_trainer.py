@@ -144,3 +144,13 @@ def test_progressive_run_starts_at_half_size(tmp_path: Path, monkeypatch: pytest
     Trainer(config, data=make_synthetic(n_volumes=4, slices_per_volume=4, size=32)).fit()
     half = len(seen) // 2
     assert len(seen) == 8 and set(seen[:half]) == {16} and set(seen[half:]) == {32}
+
+
+def test_a_rerun_with_the_same_seed_repeats_every_step(tmp_path: Path) -> None:
+    losses = []
+    for name in ("a", "b"):
+        config = TrainConfig(out=str(tmp_path / name), width=4, size=32, epochs=2, batch_size=4, augment="strong",
+                             threads=1)
+        Trainer(config, data=make_synthetic(n_volumes=4, slices_per_volume=4, size=32)).fit()
+        losses.append([e["loss"] for e in read_history(tmp_path / name / "history.jsonl") if e["event"] == "step"])
+    assert len(losses[0]) == 4 and losses[0] == losses[1]

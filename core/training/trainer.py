@@ -151,7 +151,8 @@ class Trainer:
                                     self.dist.world_size, self.dist.rank, areas)
         loader_args = {"num_workers": c.workers, "persistent_workers": c.workers > 0,
                        "pin_memory": self.device.type == "cuda"}
-        self.train_loader = DataLoader(SliceDataset(self.train_set, train_augmentation(c.augment)), c.batch_size,
+        augmentation = train_augmentation(c.augment, c.seed + self.dist.rank)  # seeded: a rerun draws the same
+        self.train_loader = DataLoader(SliceDataset(self.train_set, augmentation), c.batch_size,
                                        sampler=self.sampler, drop_last=len(self.sampler) > c.batch_size, **loader_args)
         val_share = range(self.dist.rank, len(self.val_set), self.dist.world_size)
         self.val_loader = DataLoader(SliceDataset(self.val_set), c.batch_size, sampler=val_share, **loader_args)
