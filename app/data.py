@@ -7,6 +7,7 @@ import numpy as np
 import streamlit as st
 
 from core.data import SYNTHETIC, DataError, SliceSet, load_source
+from core.data.intensity import windows_of
 from core.evaluation import select_volumes
 from core.paths import PROJECT_ROOT
 
@@ -24,16 +25,23 @@ def resolve_source(source: str, base: Path = PROJECT_ROOT) -> str:
 
 @st.cache_resource(max_entries=3, show_spinner="Loading data…")
 def load_split(source: str, size: int | None, channels: int = 3, num_classes: int = 1,
-               split: str = "all", volumes: tuple[str, ...] = (), intensity: str = "none") -> SliceSet:
+               split: str = "all", volumes: tuple[str, ...] = (), intensity: str = "none",
+               windows: tuple[tuple[int, float, float], ...] = ()) -> SliceSet:
     """The slices of ``source`` in a checkpoint's ``split`` (its ``volumes``), or all for ``"all"``.
 
     Only the volumes needed are decoded, once per argument set, under the checkpoint's
-    ``intensity`` policy; treat the result as read-only.
+    ``intensity`` policy and fixed ``windows`` (``window_items``); treat the result as read-only.
     """
     ids = None if split == "all" else list(volumes)
     if ids == []:
         raise DataError(f"the model records no {split!r} split")
-    return select_volumes(load_source(source, size, channels, num_classes, ids, intensity), ids, split)
+    fixed = {k: (lo, hi) for k, lo, hi in windows}
+    return select_volumes(load_source(source, size, channels, num_classes, ids, intensity, fixed), ids, split)
+
+
+def window_items(preprocessing: dict) -> tuple[tuple[int, float, float], ...]:
+    """A checkpoint's fixed intensity windows as a hashable ``load_split`` argument."""
+    return tuple((k, lo, hi) for k, (lo, hi) in sorted(windows_of(preprocessing).items()))
 
 
 def spread_examples(slices: SliceSet, count: int = 3) -> SliceSet:

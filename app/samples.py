@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 from app.checkpoints import inference_device, load_model
-from app.data import load_split, resolve_source, spread_examples
+from app.data import load_split, resolve_source, spread_examples, window_items
 from app.images import enlarge, overlay, strip, truth_overlay
 from core.inference import predict_images, probabilities_to_mask
 from core.levels import default_level
@@ -23,7 +23,7 @@ def sample_predictions(checkpoint: str, mtime: float, count: int = 3) -> list[np
     loaded = load_model(Path(checkpoint))
     model, pre, split = loaded.model, loaded.meta["preprocessing"], loaded.meta["split"]
     val = load_split(resolve_source(split["data"]), pre.get("input_size"), model.in_channels, model.num_classes,
-                     "val", tuple(split["val"]), pre.get("intensity", "none"))
+                     "val", tuple(split["val"]), pre.get("intensity", "none"), window_items(pre))
     examples = spread_examples(val, count)
     level = default_level(model)
     probs = predict_images(model, examples.images, pre, level, inference_device()[1])

@@ -15,6 +15,7 @@ from typing import Any
 
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.data import DataError, load_source
+from core.data.intensity import windows_of
 from core.evaluation import evaluate_model, select_split, split_ids
 from core.files import atomic_write
 from core.levels import parse_level, short_name
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         pre = meta["preprocessing"]
         wanted = split_ids(meta, args.split)
         slices = load_source(args.data, pre.get("input_size"), model.in_channels, model.num_classes, wanted,
-                             pre.get("intensity", "none"))
+                             pre.get("intensity", "none"), windows_of(pre))
         slices = select_split(slices, meta, args.split)
         levels = [parse_level(level) for level in args.levels] if args.levels else None
         result = evaluate_model(model, meta, slices, levels, autocast_dtype(device, args.precision),

@@ -23,6 +23,7 @@ from pathlib import Path
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.data import DataError
 from core.data.scans import CHANNEL_FILE, Scan, channel_groups, merge_channels, read_scan, read_scans
+from core.data.intensity import windows_of
 from core.files import atomic_write
 from core.inference import lesion_masks, segment_images
 from core.levels import LEVEL_HELP, default_level, parse_level
@@ -63,12 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     failed, summaries = 0, []
     scans: list[Scan] = []
+    windows = windows_of(meta["preprocessing"])  # a CT model's Hounsfield windows by channel
     for group in channel_groups([str(p) for p in args.inputs], model.in_channels):
         try:
             if model.in_channels > 1 and CHANNEL_FILE.match(Path(group[0]).name):  # <case>_0000.nii.gz, ...
-                scans.append(merge_channels([read_scan(n, _read(Path(n)), 1) for n in group], model.in_channels))
+                channels = [read_scan(n, _read(Path(n)), 1, windows.get(k)) for k, n in enumerate(group)]
+                scans.append(merge_channels(channels, model.in_channels))
             else:
-                scans += read_scans(group[0], _read(Path(group[0])), model.in_channels)
+                scans += read_scans(group[0], _read(Path(group[0])), model.in_channels, windows.get(0))
         except DataError as err:
             print(f"error: {err}", file=sys.stderr)
             failed += 1

@@ -59,7 +59,8 @@ def recipe_options() -> dict:
         box, label, default = columns[i % 4], RECIPE[f.name], default_of(f)
         if f.metadata.get("choices"):
             choices = list(f.metadata["choices"])
-            values[f.name] = box.selectbox(label, choices, choices.index(default), help=f.metadata["help"])
+            values[f.name] = box.selectbox(label, choices, None if default is None else choices.index(default),
+                                           placeholder="follows the data", help=f.metadata["help"])
         else:
             values[f.name] = box.number_input(label, 0.0, 1.0, float(default), 0.005, format="%.3f",
                                               help=f.metadata["help"])

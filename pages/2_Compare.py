@@ -15,7 +15,7 @@ from torch import nn
 
 from app.charts import cost_figure, quality_latency_figure
 from app.checkpoints import LoadedModel, pick_checkpoint
-from app.data import load_split, resolve_source
+from app.data import load_split, resolve_source, window_items
 from app.evaluation import (
     TIMING_REPEATS, evaluate_with_progress, head_masks, headline_metric, measure_levels, recommend, results_table,
     slice_dice,
@@ -180,7 +180,7 @@ key = (*loaded.version, source, split, volumes)
 results = session_cache("evaluations")
 try:
     slices = load_split(source, pre.get("input_size"), model.in_channels, model.num_classes, split, volumes,
-                        pre.get("intensity", "none"))
+                        pre.get("intensity", "none"), window_items(pre))
 except DataError as err:
     st.error(str(err))
     st.stop()

@@ -12,6 +12,7 @@ from app.segmentation import TYPES, Result, read_uploads, results_table, segment
 from app.state import LEVEL, persistent_selectbox
 from core.data.io import MAX_IMAGE_PIXELS
 from core.data.scans import MAX_VOXELS
+from core.data.intensity import windows_of
 from core.inference import label_values
 from core.levels import default_level, level_name, model_levels
 from core.lesions import csv_text
@@ -55,7 +56,8 @@ if not uploads:
             f"{limits}", icon=":material/upload:")
     st.stop()
 
-scans, keys, errors = read_uploads([(u.name, u.getvalue()) for u in uploads], model.in_channels)
+scans, keys, errors = read_uploads([(u.name, u.getvalue()) for u in uploads], model.in_channels,
+                                   windows_of(meta["preprocessing"]))
 for error in errors:
     st.error(error, icon=":material/error:")
 if not scans:

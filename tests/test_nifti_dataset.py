@@ -195,3 +195,42 @@ def test_predict_reads_a_cases_channel_files_as_one_scan_and_writes_label_maps(t
         [sys.executable, "-m", "core.predict", "--checkpoint", str(run / "best.pt"), "--out", str(out), str(files[0])],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert lonely.returncode == 1 and "1 channel file(s) for this case; the model takes 2" in lonely.stderr
+
+
+def ct_dataset(root: Path) -> Path:
+    """One CT channel in Hounsfield units: soft tissue around 40 HU, the organ at 120 HU, air at -1000."""
+    rng = np.random.default_rng(5)
+    for i in range(3):
+        label = np.zeros(SHAPE, np.uint8)
+        label[5:15, 4:12, 1:4] = 1
+        hu = np.full(SHAPE, -1000.0, np.float32)
+        hu[2:21, 2:17] = rng.normal(40, 5, (19, 15, SHAPE[2]))
+        hu[label > 0] = rng.normal(120, 5, int(label.sum()))
+        hu[0, 0, 0] = 3000 + 1000 * i  # metal: a different maximum in every case
+        save(root / "imagesTr" / f"ct{i}_0000.nii.gz", hu)
+        save(root / "labelsTr" / f"ct{i}.nii.gz", label)
+    (root / "dataset.json").write_text(json.dumps(
+        {"channel_names": {"0": "CT"}, "labels": {"background": 0, "organ": 1}, "file_ending": ".nii.gz"}))
+    return root
+
+
+def test_ct_uses_one_hounsfield_window_from_training_to_prediction(tmp_path: Path) -> None:
+    root = ct_dataset(tmp_path / "Dataset005_CT")
+    from core.data import intensity_windows
+    lo, hi = intensity_windows(root)[0]
+    assert 100 < lo < 120 < hi < 140  # the organ's foreground percentiles, not the metal or the air
+    run = tmp_path / "run"
+    train = subprocess.run(
+        [sys.executable, "-m", "core.train", "--data", str(root), "--out", str(run), "--width", "4", "--epochs", "1",
+         "--batch-size", "4", "--threads", "1", "--val-fraction", "0.34"], cwd=ROOT, capture_output=True, text=True,
+        timeout=600)
+    assert train.returncode == 0, train.stderr[-2000:]
+    from core.checkpoint import load_checkpoint
+    from core.data.scans import read_scan
+    _, meta = load_checkpoint(run / "best.pt")
+    pre = meta["preprocessing"]
+    assert pre["intensity"] == "none" and pre["windows"]["0"] == [lo, hi]
+    # prediction reads a case exactly as training decoded it: same window, same slices
+    trained = load_source(root, channels=1, volumes=["ct1"], windows={0: (lo, hi)})
+    scan = read_scan("ct1_0000.nii.gz", (root / "imagesTr" / "ct1_0000.nii.gz").read_bytes(), 1, (lo, hi))
+    assert np.array_equal(scan.slices, trained.images)

@@ -13,6 +13,9 @@ prediction and the app all call ``standardize`` with it, so they see the same in
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 
 from core.data.errors import DataError
@@ -22,28 +25,45 @@ PERCENTILES = (1.0, 99.5)
 WINDOW = (0.5, 99.5)
 
 
-def to_uint8(values: np.ndarray) -> np.ndarray:
+Window = tuple[float, float]  # a fixed (low, high) intensity range, e.g. CT Hounsfield units
+
+
+def to_uint8(values: np.ndarray, window: Window | None = None) -> np.ndarray:
     """Window ``values`` (any shape) to their 0.5..99.5 percentiles scaled to 0..255; uint8 passes through.
 
-    Non-finite values (NaN outside a skull-stripped brain, say) become the window's low end;
-    ``DataError`` when there is no finite value at all.
+    With a fixed ``window`` (a CT model's, from its training data) that range is used instead,
+    for uint8 data too, so Hounsfield units keep their meaning from scan to scan. Non-finite
+    values (NaN outside a skull-stripped brain, say) become the window's low end; ``DataError``
+    when there is no finite value at all.
 
     Example:
         >>> ramp = np.arange(1000, dtype=np.uint16); ramp[-1] = 60000   # one hot pixel
         >>> out = to_uint8(ramp); int(out[0]), int(out[500]), int(out[-1])
         (0, 128, 255)
+        >>> to_uint8(np.array([-1000.0, 40.0, 3000.0]), window=(-160.0, 240.0)).tolist()   # a CT window
+        [0, 128, 255]
     """
-    if values.dtype == np.uint8:
+    if values.dtype == np.uint8 and window is None:
         return values
     values = values.astype(np.float32)
     finite = np.isfinite(values)
     if not finite.any():
         raise DataError("no finite values (all NaN or infinite)")
-    lo, hi = np.percentile(values[finite], WINDOW)
+    lo, hi = window if window is not None else np.percentile(values[finite], WINDOW)
     values = np.where(finite, values, lo)
     if hi <= lo:
         return np.zeros(values.shape, np.uint8)
     return np.round(np.clip((values - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
+
+
+def windows_of(preprocessing: Mapping[str, Any]) -> dict[int, Window]:
+    """A checkpoint's fixed intensity windows by channel (CT), from its ``preprocessing``; ``{}`` if none.
+
+    Example:
+        >>> windows_of({"windows": {"0": [-160, 240]}}), windows_of({})
+        ({0: (-160.0, 240.0)}, {})
+    """
+    return {int(k): (float(w[0]), float(w[1])) for k, w in (preprocessing.get("windows") or {}).items()}
 
 
 def standardize(images: np.ndarray, policy: str = "none") -> np.ndarray:

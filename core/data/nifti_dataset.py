@@ -11,8 +11,11 @@ Both have a ``dataset.json`` at the root:
 
 Each case is a volume (a patient); it is trained on as 2-D axial slices of its closest RAS+
 orientation in the radiological convention (``core.data.scans.radiological_slices``), as the app
-shows and segments NIfTI scans. Each channel is mapped to uint8 by ``core.data.intensity.to_uint8``
-over the case. Labels must be 0..K-1 as ``dataset.json`` lists them; region-based labels
+shows and segments NIfTI scans. Intensities follow the channel's modality, as in nnU-Net: a
+channel named ``CT`` is clipped to the 0.5th..99.5th percentile of the dataset's foreground
+voxels (``ct_windows``, a fixed window in Hounsfield units stored with the model); any other
+channel is windowed per case to its own percentiles (``core.data.intensity.to_uint8``), which the
+per-volume intensity policy then rescales over the body. Labels must be 0..K-1 as ``dataset.json`` lists them; region-based labels
 (nnU-Net's ``regions_class_order``) are refused.
 
 Example (a dataset with 2 channels and 3 labels; ``core.convert`` writes such folders)::
@@ -34,7 +37,7 @@ import numpy as np
 from tqdm import tqdm
 
 from core.data.errors import DataError
-from core.data.intensity import to_uint8
+from core.data.intensity import WINDOW, Window, to_uint8
 from core.data.scans import radiological_slices
 from core.data.slices import SliceSet, resize_pair
 
@@ -162,7 +165,8 @@ def _nnunet_cases(root: Path, spec: dict, n_channels: int, path: Path) -> list[C
             raise DataError(f"{label}: case {case} lacks channel file {case}_{missing[0]:04d}{ending} in {images_dir}")
         extra = sorted(set(found) - set(range(n_channels)))
         if extra:
-            raise DataError(f"{found[extra[0]]}: channel {extra[0]} is not in dataset.json's {n_channels} channel_names")
+            raise DataError(f"{found[extra[0]]}: channel {extra[0]} is not among dataset.json's "
+                            f"{n_channels} channel_names")
         cases.append(Case(case, [found[c] for c in range(n_channels)], label))
     return cases
 
@@ -214,8 +218,47 @@ def _canonical(image, path: Path) -> np.ndarray:  # noqa: ANN001 (nibabel image)
         raise DataError(f"{path}: the NIfTI data cannot be read ({err})") from None
 
 
-def load_case(dataset: NiftiDataset, case: Case, channels: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(images (S, H, W, channels) uint8, masks (S, H, W) class indices)``: axial slices of one case."""
+def ct_channels(dataset: NiftiDataset) -> list[int]:
+    """The channels nnU-Net normalises as CT: those named ``CT`` in ``dataset.json``."""
+    return [k for k, name in enumerate(dataset.channels) if name.strip().lower() == "ct"]
+
+
+def ct_windows(dataset: NiftiDataset, cases: int = 32, per_case: int = 20_000, seed: int = 0) -> dict[int, Window]:
+    """For each CT channel, the 0.5th..99.5th percentile of foreground voxels over (up to ``cases``) cases."""
+    channels = ct_channels(dataset)
+    if not channels:
+        return {}
+    rng = np.random.default_rng(seed)
+    samples: dict[int, list[np.ndarray]] = {k: [] for k in channels}
+    for case in dataset.cases[:: max(1, -(-len(dataset.cases) // cases))]:
+        foreground = _canonical(_read(case.label), case.label) > 0
+        for k in channels:
+            voxels = _channel(dataset, case, k)[foreground]
+            voxels = voxels[np.isfinite(voxels)]
+            samples[k].append(rng.choice(voxels, min(per_case, len(voxels)), replace=False) if len(voxels) else voxels)
+    windows = {}
+    for k in channels:
+        values = np.concatenate(samples[k])
+        if not len(values):
+            raise DataError(f"{dataset.root}: no labelled voxels to set the CT window of channel {k} from")
+        lo, hi = np.percentile(values, WINDOW)
+        windows[k] = (float(lo), float(hi))
+    return windows
+
+
+def _channel(dataset: NiftiDataset, case: Case, k: int) -> np.ndarray:
+    """Channel ``k`` of a case in RAS+ order."""
+    path = case.images[k] if len(case.images) > 1 else case.images[0]
+    voxels = _canonical(_read(path), path)
+    return voxels[..., k] if voxels.ndim == 4 else voxels
+
+
+def load_case(dataset: NiftiDataset, case: Case, channels: int,
+              windows: dict[int, Window] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(images (S, H, W, channels) uint8, masks (S, H, W) class indices)``: axial slices of one case.
+
+    ``windows`` maps a channel to its fixed intensity window (CT); other channels use their own percentiles.
+    """
     label_image = _read(case.label)
     if len(label_image.shape) != 3:
         raise DataError(f"{case.label}: a {len(label_image.shape)}-D label map; labels must be 3-D")
@@ -241,26 +284,29 @@ def load_case(dataset: NiftiDataset, case: Case, channels: int) -> tuple[np.ndar
     if unknown:
         raise DataError(f"{case.label}: label value {unknown[0]} is not in dataset.json's labels {dataset.labels}")
     try:
-        images = np.stack([radiological_slices(to_uint8(p)) for p in planes], axis=-1)
+        images = np.stack([radiological_slices(to_uint8(p, (windows or {}).get(k))) for k, p in enumerate(planes)],
+                          axis=-1)
     except DataError as err:
         raise DataError(f"{case.images[0]}: {err}") from None
     return np.ascontiguousarray(images), np.ascontiguousarray(radiological_slices(label.astype(np.uint8)))
 
 
 def load_nifti_dataset(root: str | Path, size: int | None = None, channels: int | None = None,
-                       volumes: Collection[str] | None = None) -> SliceSet:
+                       volumes: Collection[str] | None = None, windows: dict[int, Window] | None = None) -> SliceSet:
     """Decode the cases (those in ``volumes``, if given) into a ``SliceSet`` of axial slices.
 
-    Slices are resized to ``size x size``; without a size, every case must have the same in-plane shape.
+    Slices are resized to ``size x size``; without a size, every case must have the same in-plane
+    shape. ``windows`` are the CT windows (default: ``ct_windows`` of the dataset).
     """
     dataset = read_dataset(root)
+    windows = ct_windows(dataset) if windows is None else windows
     cases = [c for c in dataset.cases if volumes is None or c.id in volumes]
     if not cases:
         raise DataError(f"{root}: none of the {len(volumes or ())} requested cases are here")
     channels = channels or len(dataset.channels)
 
     def one(case: Case) -> tuple[np.ndarray, np.ndarray]:
-        images, masks = load_case(dataset, case, channels)
+        images, masks = load_case(dataset, case, channels, windows)
         pairs = [resize_pair(i, m, size) for i, m in zip(images, masks)]
         return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 

@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 
 from core.data.errors import DataError
-from core.data.intensity import to_uint8
+from core.data.intensity import Window, to_uint8
 from core.data.io import IMAGE_SUFFIXES, decode_image, image_header, to_channels
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".dcm", ".zip")  # besides IMAGE_SUFFIXES; .nii.gz before .nii
@@ -131,14 +131,14 @@ def merge_channels(scans: Sequence[Scan], channels: int) -> Scan:
     return Scan(name, first.kind, slices, first.spacing, first.affine, first.intensity_note, "", first._to_input)
 
 
-def read_scans(name: str, data: bytes, channels: int = 3) -> list[Scan]:
+def read_scans(name: str, data: bytes, channels: int = 3, window: Window | None = None) -> list[Scan]:
     """Like ``read_scan``, but a zip of 2D images (PNG, JPG, TIFF, BMP) gives one ``Scan`` per image."""
     if name.lower().endswith(".zip") and data:
-        return _read_zip(name, data, channels)
-    return [read_scan(name, data, channels)]
+        return _read_zip(name, data, channels, window)
+    return [read_scan(name, data, channels, window)]
 
 
-def read_scan(name: str, data: bytes, channels: int = 3) -> Scan:
+def read_scan(name: str, data: bytes, channels: int = 3, window: Window | None = None) -> Scan:
     """Decode one file (by its name's suffix and content) into a ``Scan``; ``DataError`` naming it if not usable.
 
     A ``.zip`` must hold one DICOM series here; see ``read_scans`` for a zip of images.
@@ -147,18 +147,18 @@ def read_scan(name: str, data: bytes, channels: int = 3) -> Scan:
         raise DataError(f"{name}: the file is empty")
     lower = name.lower()
     if lower.endswith((".nii", ".nii.gz")):
-        return _read_nifti(name, data, channels)
+        return _read_nifti(name, data, channels, window)
     if lower.endswith(".zip"):
-        scans = _read_zip(name, data, channels)
+        scans = _read_zip(name, data, channels, window)
         if len(scans) != 1:
             raise DataError(f"{name}: holds {len(scans)} images, not one DICOM series")
         return scans[0]
     if lower.endswith(".dcm") or data[128:132] == b"DICM":
-        return _dicom_scan(name, [(name, _read_dicom(name, data))], channels)
+        return _dicom_scan(name, [(name, _read_dicom(name, data))], channels, window)
     header = image_header(data, name)  # checked once, for the stack and the single-image path alike
     if lower.endswith((".tif", ".tiff")) and header[2] > 1:
         pages = _tiff_pages(name, data, header)
-        volume = to_uint8(np.stack(pages))
+        volume = to_uint8(np.stack(pages), window)
         slices = np.stack([to_channels(p, channels, name) for p in volume])
         return Scan(name, "tiff stack", slices, intensity_note=_note(pages[0].dtype),
                     channels_note=_channels_note(pages[0], channels))
@@ -205,7 +205,7 @@ def _tiff_pages(name: str, data: bytes, header: tuple[int, int, int]) -> list[np
     return [cv2.cvtColor(p[..., :3], cv2.COLOR_BGR2RGB) if p.ndim == 3 and p.shape[2] >= 3 else p for p in pages]
 
 
-def _read_nifti(name: str, data: bytes, channels: int) -> Scan:
+def _read_nifti(name: str, data: bytes, channels: int, window: Window | None) -> Scan:
     import nibabel as nib
 
     if data[:2] == b"\x1f\x8b":
@@ -240,7 +240,7 @@ def _read_nifti(name: str, data: bytes, channels: int) -> Scan:
     transform = nib.orientations.ornt_transform(start, nib.orientations.io_orientation(image.affine))
     volume = np.asanyarray(canonical.dataobj)
     try:
-        volume = to_uint8(volume)
+        volume = to_uint8(volume, window)
     except DataError as err:
         raise DataError(f"{name}: {err}") from None
     slices = radiological_slices(volume)
@@ -293,7 +293,7 @@ def _read_dicom(name: str, data: bytes):  # noqa: ANN202 (pydicom Dataset)
     return ds
 
 
-def _read_zip(name: str, data: bytes, channels: int) -> list[Scan]:
+def _read_zip(name: str, data: bytes, channels: int, window: Window | None = None) -> list[Scan]:
     """A zip of 2D images -> one image Scan each; otherwise its files form one DICOM series."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
@@ -316,15 +316,15 @@ def _read_zip(name: str, data: bytes, channels: int) -> list[Scan]:
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, zlib.error) as err:
             raise DataError(f"{label}: cannot be extracted ({err})") from None
     if images:
-        return [read_scan(label, content, channels) for label, content in contents]
-    return [_dicom_scan(name, [(label, _read_dicom(label, content)) for label, content in contents], channels)]
+        return [read_scan(label, content, channels, window) for label, content in contents]
+    return [_dicom_scan(name, [(label, _read_dicom(label, content)) for label, content in contents], channels, window)]
 
 
 def _hidden(path: str) -> bool:
     return any(part.startswith(".") or part == "__MACOSX" for part in PurePosixPath(path).parts)
 
 
-def _dicom_scan(name: str, datasets: list, channels: int) -> Scan:
+def _dicom_scan(name: str, datasets: list, channels: int, window: Window | None = None) -> Scan:
     """One or more DICOM datasets -> slices ordered along the slice normal, with spacing and affine."""
     from pydicom.pixels import apply_modality_lut
 
@@ -347,7 +347,7 @@ def _dicom_scan(name: str, datasets: list, channels: int) -> Scan:
         raise DataError(f"{name}: the DICOM slice geometry cannot be read ({type(err).__name__}: {err})") from None
     volume = np.stack([frames[i] for i in order])
     try:
-        volume = to_uint8(volume)
+        volume = to_uint8(volume, window)
     except DataError as err:
         raise DataError(f"{name}: {err}") from None
     slices = np.stack([to_channels(s, channels, name) for s in volume])

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from core.data.errors import DataError
-from core.data.intensity import standardize_volumes
 from core.data.folder import is_image_mask_folder, list_pairs, load_folder
 from core.data.io import read_mask
 from core.data.lgg import is_lgg_folder, list_lgg, load_lgg
-from core.data.nifti_dataset import is_nifti_dataset, label_slices, load_nifti_dataset, read_dataset
+from core.data.intensity import Window, standardize_volumes
+from core.data.nifti_dataset import ct_windows, is_nifti_dataset, label_slices, load_nifti_dataset, read_dataset
 from core.data.resolution import input_size_for
 from core.data.slices import SliceSet
 from core.data.synthetic import make_synthetic
@@ -21,16 +21,17 @@ SYNTHETIC = "synthetic"
 
 def load_source(
     source: str | Path, size: int | None = None, channels: int = 3, num_classes: int = 1,
-    volumes: Collection[str] | None = None, intensity: str = "none",
+    volumes: Collection[str] | None = None, intensity: str = "none", windows: dict[int, Window] | None = None,
 ) -> SliceSet:
     """Load ``"synthetic"``, a ``kaggle_3m`` folder, an ``images/``+``masks/`` folder, or a NIfTI dataset
     (nnU-Net v2 raw or MSD layout, ``core.data.nifti_dataset``).
 
     ``size`` resizes every slice to ``size x size`` (None keeps the files' size); ``volumes``
     decodes only those volumes (patients), e.g. a checkpoint's validation split; ``intensity``
-    is the policy of ``core.data.intensity`` applied to each volume.
+    is the policy of ``core.data.intensity`` applied to each volume; ``windows`` fix the intensity
+    range of channels (a CT model's; default: a NIfTI dataset's own, see ``ct_windows``).
     """
-    slices = _load(source, size, channels, num_classes, volumes)
+    slices = _load(source, size, channels, num_classes, volumes, windows)
     slices.images = standardize_volumes(slices.images, slices.volumes, intensity)
     return slices
 
@@ -57,6 +58,13 @@ def label_names(source: str | Path) -> list[str] | None:
     return None
 
 
+def intensity_windows(source: str | Path) -> dict[int, Window]:
+    """Fixed intensity windows by channel: a NIfTI dataset's CT channels (``ct_windows``); none otherwise."""
+    if str(source) != SYNTHETIC and is_nifti_dataset(Path(source).expanduser()):
+        return ct_windows(read_dataset(Path(source).expanduser()))
+    return {}
+
+
 def channels_and_classes(source: str | Path) -> tuple[int, int]:
     """What a model for ``source`` takes and gives: ``(input channels, num_classes)``.
 
@@ -69,7 +77,7 @@ def channels_and_classes(source: str | Path) -> tuple[int, int]:
 
 
 def _load(source: str | Path, size: int | None, channels: int, num_classes: int,
-          volumes: Collection[str] | None) -> SliceSet:
+          volumes: Collection[str] | None, windows: dict[int, Window] | None) -> SliceSet:
     if str(source) == SYNTHETIC:
         synthetic = make_synthetic(size=size or 128)
         return synthetic if volumes is None else synthetic.select_volumes(volumes)
@@ -78,7 +86,7 @@ def _load(source: str | Path, size: int | None, channels: int, num_classes: int,
         expected = read_dataset(root).num_classes
         if num_classes != expected:
             raise DataError(f"{root / 'dataset.json'}: its labels make {expected} classes, not {num_classes}")
-        return load_nifti_dataset(root, size, channels, volumes)
+        return load_nifti_dataset(root, size, channels, volumes, windows)
     if is_image_mask_folder(root):
         return load_folder(root, size, channels, num_classes, volumes)
     if channels != 3 or num_classes != 1:

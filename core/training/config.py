@@ -61,9 +61,10 @@ class TrainConfig:
                                      "every class; 128 for the LGG MRI)")
     coarse_share: float = option(0.0, "progressive resizing: this first share of the run trains at half the "
                                       "input size (steps about 3x cheaper), the rest at full size (0: off)")
-    intensity: str = option("volume", "none: slices as read; volume: each volume's channels stretched from their "
-                                    "1st..99.5th body percentile to 0..255 (a 2D image is its own volume)",
-                            POLICIES)
+    intensity: str | None = option(None, "none: slices as read; volume: each volume's channels stretched from "
+                                         "their 1st..99.5th body percentile to 0..255 (a 2D image is its own "
+                                         "volume). Default: follows the data: none for CT (a fixed Hounsfield "
+                                         "window), else volume", POLICIES)
     augment: str = option("strong", "mild: flips, small affine, slight brightness/contrast; strong: adds "
                                   "per-channel gamma/contrast/brightness, noise and blur", AUGMENTATIONS)
     loss: str = option("bce_dice", "loss on every head (core.losses.LOSSES); bce_dice: alpha*BCE + (1-alpha)*soft Dice",

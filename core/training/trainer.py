@@ -33,8 +33,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from core.checkpoint import CheckpointError, atomic_save, default_normalization, make_checkpoint, read_checkpoint
-from core.data import (EpochSampler, SliceDataset, SliceSet, channels_and_classes, input_size, label_names, load_source,
-                       split_volumes, train_augmentation)
+from core.data import (EpochSampler, SliceDataset, SliceSet, channels_and_classes, input_size, intensity_windows,
+                       label_names, load_source, split_volumes, train_augmentation)
 from core.files import atomic_write
 from core.inference import evaluate_loader, normalize
 from core.levels import deepest
@@ -127,11 +127,14 @@ class Trainer:
             channels, classes = (channels_and_classes(c.data) if self._data is None
                                  else (self._data.images.shape[-1], classes_in(self._data.masks)))
             c.in_channels, c.num_classes = c.in_channels or channels, c.num_classes or classes
+        windows = intensity_windows(c.data) if self._data is None else {}
+        if c.intensity is None:  # CT keeps its Hounsfield window; anything else is rescaled per volume
+            c.intensity = "none" if windows else "volume"
         if c.size is None:
             c.size = (self._data.images.shape[1] if self._data is not None
                       else input_size(c.data, c.num_classes))
-        slices = (self._data if self._data is not None
-                  else load_source(c.data, c.size, c.in_channels, c.num_classes, intensity=c.intensity))
+        slices = self._data if self._data is not None else load_source(
+            c.data, c.size, c.in_channels, c.num_classes, intensity=c.intensity, windows=windows)
         if c.max_volumes:
             slices = slices.select_volumes(sorted(set(slices.volumes))[: c.max_volumes])
         if resume_state:
@@ -144,6 +147,8 @@ class Trainer:
         self.train_set, self.val_set = slices.select_volumes(train_ids), slices.select_volumes(val_ids)
         self.val_volumes = self.val_set.volumes if slices.has_volumes else None
         self.normalization = default_normalization(c.in_channels) | {"intensity": c.intensity}
+        if windows:
+            self.normalization["windows"] = {str(k): list(w) for k, w in windows.items()}
         self.label_names = label_names(c.data) if self._data is None else None
 
         areas = (self.train_set.masks > 0).reshape(len(self.train_set), -1).sum(1) if c.sampling == "area" else None
