@@ -114,6 +114,21 @@ class Trainer:
 
     # -- setup -------------------------------------------------------------------------------
     def _setup(self) -> None:
+        """Everything ``fit`` needs, in order: runtime, data, model and optimiser, resumed state, run folder."""
+        self._setup_runtime()
+        resume_state = self._resume_state()
+        windows = self._resolve_data_defaults()
+        self._setup_data(resume_state, windows)
+        self._setup_model()
+        if resume_state:
+            self._restore(resume_state)
+        elif self.config.init_from:
+            self._load_initial_weights(Path(self.config.init_from))
+        self.model = self.dist.wrap(self.net)  # what trains; self.net is what is evaluated and saved
+        if self.dist.is_main:
+            self._prepare_run_folder(resumed=bool(resume_state))
+
+    def _setup_runtime(self) -> None:
         c = self.config
         if c.threads:
             torch.set_num_threads(c.threads)
@@ -122,17 +137,25 @@ class Trainer:
         torch.manual_seed(c.seed)  # the same initial weights on every rank
         np.random.seed(c.seed + self.dist.rank)  # different augmentations on each
         self.dtype = autocast_dtype(self.device, c.precision)
-        resume_state = self._resume_state()
+        self.clock = time.process_time if c.budget_clock == "cpu" else time.time
+
+    def _resolve_data_defaults(self) -> dict[int, tuple[float, float]]:
+        """Fill the options left to follow the data (channels, classes, intensity, size); return its CT windows."""
+        c, data = self.config, self._data
         if c.in_channels is None or c.num_classes is None:
-            channels, classes = (channels_and_classes(c.data) if self._data is None
-                                 else (self._data.images.shape[-1], classes_in(self._data.masks)))
+            channels, classes = (channels_and_classes(c.data) if data is None
+                                 else (data.images.shape[-1], classes_in(data.masks)))
             c.in_channels, c.num_classes = c.in_channels or channels, c.num_classes or classes
-        windows = intensity_windows(c.data) if self._data is None else {}
+        windows = intensity_windows(c.data) if data is None else {}
         if c.intensity is None:  # CT keeps its Hounsfield window; anything else is rescaled per volume
             c.intensity = "none" if windows else "volume"
         if c.size is None:
-            c.size = (self._data.images.shape[1] if self._data is not None
-                      else input_size(c.data, c.num_classes))
+            c.size = data.images.shape[1] if data is not None else input_size(c.data, c.num_classes)
+        return windows
+
+    def _setup_data(self, resume_state: dict[str, Any] | None, windows: dict[int, tuple[float, float]]) -> None:
+        """The split (the saved one when resuming), the train and validation sets and their loaders."""
+        c = self.config
         slices = self._data if self._data is not None else load_source(
             c.data, c.size, c.in_channels, c.num_classes, intensity=c.intensity, windows=windows)
         if c.max_volumes:
@@ -162,6 +185,9 @@ class Trainer:
         val_share = range(self.dist.rank, len(self.val_set), self.dist.world_size)
         self.val_loader = DataLoader(SliceDataset(self.val_set), c.batch_size, sampler=val_share, **loader_args)
 
+    def _setup_model(self) -> None:
+        """The network, loss, optimiser, weight average and a fresh run's counters."""
+        c = self.config
         self.net = build_model({
             "arch": c.arch, "in_channels": c.in_channels, "num_classes": c.num_classes,
             "base_width": c.width, "deep_supervision": c.deep_supervision,
@@ -172,31 +198,32 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(enabled=self.dtype == torch.float16 and self.device.type == "cuda")
         self.epoch, self.best_score, self.best_epoch, self.epochs_history = 0, -math.inf, 0, []
         self.trained_seconds = 0.0  # the run so far on its budget clock, over all sittings
-        self.clock = time.process_time if c.budget_clock == "cpu" else time.time
-        if c.init_from and not resume_state:
-            self._load_initial_weights(Path(c.init_from))
-        if resume_state:
-            self.net.load_state_dict(resume_state.get("train_state_dict", resume_state["state_dict"]))
-            if self.ema is not None and "ema" in resume_state:
-                self.ema.module.load_state_dict(resume_state["state_dict"])
-                self.ema.n_averaged.fill_(resume_state["ema"]["updates"])
-            self.trained_seconds = resume_state.get("trained_seconds", 0.0)
-            self.optimizer.load_state_dict(resume_state["optimizer"])
-            self.scheduler.load_state_dict(resume_state["scheduler"])
-            self.epoch = resume_state["epoch"]
-            self.best_score, self.best_epoch = resume_state["best_score"], resume_state["best_epoch"]
-            self.epochs_history = resume_state["history"]
-        self.model = self.dist.wrap(self.net)  # what trains; self.net is what is evaluated and saved
-        if not self.dist.is_main:
-            return
-        if resume_state:
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        """Weights, weight average, optimiser, schedule and counters of ``last.pt``."""
+        self.net.load_state_dict(state.get("train_state_dict", state["state_dict"]))
+        if self.ema is not None and "ema" in state:
+            self.ema.module.load_state_dict(state["state_dict"])
+            self.ema.n_averaged.fill_(state["ema"]["updates"])
+        self.trained_seconds = state.get("trained_seconds", 0.0)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch = state["epoch"]
+        self.best_score, self.best_epoch = state["best_score"], state["best_epoch"]
+        self.epochs_history = state["history"]
+
+    def _prepare_run_folder(self, resumed: bool) -> None:
+        """History kept up to the resumed epoch (else started anew), temporary files of a killed process
+        removed, config and split written."""
+        if resumed:
             self.history.truncate_after(self.epoch)
         else:
             self.history.path.unlink(missing_ok=True)
         self.run.mkdir(parents=True, exist_ok=True)
-        for stale in [*self.run.glob(".*.pt.*"), *self.run.glob("*.tmp")]:  # left by a process killed mid-write
-            stale.unlink(missing_ok=True)
-        atomic_write(self.run / "config.json", json.dumps(c.to_dict(), indent=2))
+        for pattern in (".*.pt.*", ".*.json.*", ".*.jsonl.*", "*.tmp"):  # left by a process killed mid-write
+            for stale in self.run.glob(pattern):
+                stale.unlink(missing_ok=True)
+        atomic_write(self.run / "config.json", json.dumps(self.config.to_dict(), indent=2))
         atomic_write(self.run / "split.json", json.dumps(self.split, indent=2))
 
     # -- builders: override these to change the loss, the optimiser or the weight averaging ----
