@@ -30,8 +30,9 @@ class TrainConfig:
     """Training options; the CLI flags of ``python -m core.train`` map one to one onto these.
 
     The defaults are the recipe chosen by cross-validation in ``docs/recipe.md`` (per-volume
-    intensity, strong intensity augmentation, warm-up + cosine decay, a weight average, width 16
-    at 128 px); the seed recipe is ``--intensity none --augment mild --schedule plateau --ema 0``.
+    intensity, strong intensity augmentation, warm-up + cosine decay, a weight average, slices
+    drawn by lesion area, width 16; the input size follows the data: 128 px for the LGG MRI); the
+    seed recipe is ``--intensity none --augment mild --schedule plateau --ema 0 --sampling positive``.
     """
 
     data: str = option("synthetic", "'synthetic', a kaggle_3m folder, or a folder with images/ and masks/")
@@ -86,7 +87,7 @@ class TrainConfig:
                                  "divided by 10")
     empty_fraction: float = option(0.3, "share of slices with an empty mask drawn each epoch (all non-empty "
                                         "ones always are)")
-    sampling: str = option("positive", "positive: every lesion slice plus --empty-fraction of the empty ones; "
+    sampling: str = option("area", "positive: every lesion slice plus --empty-fraction of the empty ones; "
                                        "area: as many slices drawn with probability half by lesion area, half "
                                        "uniform (Buda et al.)", ("positive", "area"))
     max_minutes: float | None = option(None, "stop after the epoch that would pass this time")
