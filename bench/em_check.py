@@ -33,6 +33,7 @@ TRAIN = 24
 VARIANTS = {
     "default": ("no flag but the data (the size follows it)", []),
     "size128": ("the previous fixed size, 128 px", ["--size", "128"]),
+    "epochs200": ("four times the default length (200 epochs of 2 steps)", ["--epochs", "200"]),
 }
 
 

@@ -180,9 +180,11 @@ def write_report() -> None:
                          if r else "-")
         if any(c != "-" for c in cells):
             lines.append(f"| {variant} | " + " | ".join(cells) + " |")
-    if TUNED.exists():
-        tuned = json.loads(TUNED.read_text())
-        lines += ["", "## Post-processing, chosen on the folds", "",
+    for variant in VARIANTS:
+        if not tuned_path(variant).exists():
+            continue
+        tuned = json.loads(tuned_path(variant).read_text())
+        lines += ["", f"## Post-processing of `{variant}`, chosen on the folds", "",
                   f"Each fold's final `{tuned['variant']}` model segments its own validation patients "
                   f"({tuned['patients']} patients in all, each scored once); every rule (threshold "
                   f"{', '.join(map(str, THRESHOLDS))}; keep 3D components of at least "
@@ -203,7 +205,9 @@ def write_report() -> None:
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 COMPONENT_FRACTIONS = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0)
-TUNED = ROOT / "docs" / "recipe" / "postprocess.json"
+def tuned_path(variant: str) -> Path:
+    """Where ``tune`` writes the rules scored for ``variant``."""
+    return ROOT / "docs" / "recipe" / f"postprocess_{variant}.json"
 
 
 def tune(variant: str, data: str) -> dict[str, Any]:
@@ -242,7 +246,7 @@ def tune(variant: str, data: str) -> dict[str, Any]:
               "best": {level: json.loads(max(rules, key=rules.get)) | {"volume_dice_mean": max(rules.values())}
                        for level, rules in table.items()},
               "table": table}
-    atomic_write(TUNED, json.dumps(result, indent=1) + "\n")
+    atomic_write(tuned_path(variant), json.dumps(result, indent=1) + "\n")
     return result
 
 
@@ -268,9 +272,9 @@ def ship(checkpoint: Path, out: Path, variant: str, data: str) -> dict[str, Any]
     from core.data import load_source
     from core.evaluation import evaluate_model
 
-    tuned = json.loads(TUNED.read_text())
-    if tuned["variant"] != variant:
-        raise SystemExit(f"{TUNED} was tuned on {tuned['variant']!r}, not {variant!r}: run tune --variant {variant}")
+    if not tuned_path(variant).exists():
+        raise SystemExit(f"no {tuned_path(variant)}: run tune --variant {variant} first")
+    tuned = json.loads(tuned_path(variant).read_text())
     data_ = read_checkpoint(checkpoint)
     shipped = {k: v for k, v in data_.items() if k not in ("optimizer", "scheduler", "train_state_dict")}
     deepest = str(max(int(level) for level in tuned["best"]))
