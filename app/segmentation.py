@@ -17,7 +17,7 @@ from app.checkpoints import LoadedModel, inference_device
 from app.compute import inference_turn
 from core.data import DataError
 from core.data.intensity import Window
-from core.data.scans import CHANNEL_FILE, Scan, channel_groups, merge_channels, read_scans
+from core.data.scans import Scan, channel_groups, merge_channels, read_scans
 from core.inference import lesion_masks, segment_images_by_level
 from core.levels import Level, level_key, one_pass_levels
 from core.lesions import slice_rows, volume_summary
@@ -87,7 +87,7 @@ def read_uploads(files: list[tuple[str, bytes]], channels: int,
     for group in channel_groups([name for name, _ in files], channels):
         blobs = [contents[n].pop(0) for n in group]
         try:
-            if channels > 1 and CHANNEL_FILE.match(group[0]):
+            if len(group) > 1:
                 found = [merge_channels([read_upload(n, b, 1, windows.get(k))[0]
                                          for k, (n, b) in enumerate(zip(group, blobs))], channels)]
             else:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.data import DataError
-from core.data.scans import CHANNEL_FILE, Scan, channel_groups, merge_channels, read_scan, read_scans
+from core.data.scans import Scan, channel_groups, merge_channels, read_scan, read_scans
 from core.data.intensity import windows_of
 from core.files import atomic_write
 from core.inference import lesion_masks, segment_images
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     windows = windows_of(meta["preprocessing"])  # a CT model's Hounsfield windows by channel
     for group in channel_groups([str(p) for p in args.inputs], model.in_channels):
         try:
-            if model.in_channels > 1 and CHANNEL_FILE.match(Path(group[0]).name):  # <case>_0000.nii.gz, ...
+            if len(group) > 1:  # a case's channel files: <case>_0000.nii.gz, <case>_0001.nii.gz, ...
                 channels = [read_scan(n, _read(Path(n)), 1, windows.get(k)) for k, n in enumerate(group)]
                 scans.append(merge_channels(channels, model.in_channels))
             else:

@@ -191,10 +191,13 @@ def test_predict_reads_a_cases_channel_files_as_one_scan_and_writes_label_maps(t
     written = nib.load(out / "case00_mask.nii.gz")
     assert written.shape == SHAPE and np.allclose(written.affine, LPS_AFFINE)
     assert set(np.unique(np.asarray(written.dataobj))) <= {0, 1, 2}
-    lonely = subprocess.run(
-        [sys.executable, "-m", "core.predict", "--checkpoint", str(run / "best.pt"), "--out", str(out), str(files[0])],
+    three = root / "imagesTr" / "case01_0002.nii.gz"  # a channel the model does not have
+    save(three, case_arrays(1)[0][0])
+    extra = subprocess.run(
+        [sys.executable, "-m", "core.predict", "--checkpoint", str(run / "best.pt"), "--out", str(out),
+         *[str(root / "imagesTr" / f"case01_{k:04d}.nii.gz") for k in range(3)]],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert lonely.returncode == 1 and "1 channel file(s) for this case; the model takes 2" in lonely.stderr
+    assert extra.returncode == 1 and "3 channel file(s) for this case; the model takes 2" in extra.stderr
 
 
 def ct_dataset(root: Path) -> Path:

@@ -100,7 +100,9 @@ CHANNEL_FILE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})\.nii(\.gz)?$", re.I
 def channel_groups(names: Sequence[str], channels: int) -> list[list[str]]:
     """Group nnU-Net style channel files (``<case>_0000.nii.gz``, ``<case>_0001.nii.gz``, ...) of one case.
 
-    Only for models with several channels; every other name stays on its own, in input order.
+    Only for models with several channels; every other name stays on its own, in input order. A
+    group of one is an ordinary scan (a single-channel volume has its values copied into the
+    model's channels, with a note); several files make one scan (``merge_channels``).
 
     Example:
         >>> channel_groups(["a/c1_0001.nii.gz", "a/c1_0000.nii.gz", "b.png"], channels=2)
