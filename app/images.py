@@ -6,7 +6,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from app.theme import CLASS_RGB, CLASS_SWATCH, LESION_RGB, TRUTH_RGB
+from app.theme import CLASS_RGB, CLASS_TEXT, LESION_RGB, TRUTH_RGB
 from core.inference import label_values
 
 AGREE_RGB = (20, 184, 166)  # every head marks the pixel
@@ -51,13 +51,13 @@ def overlay(image: np.ndarray, mask: np.ndarray, opacity: float = 0.45,
 
 
 def class_legend(names: Sequence[str]) -> str:
-    """``🟥 edema · 🟦 enhancing`` for label names (background first), as ``overlay`` colours them.
+    """Markdown naming each class (background first in ``names``) in the colour ``overlay`` gives it.
 
     Example:
         >>> class_legend(["background", "edema", "enhancing"])
-        '🟥 edema · 🟦 enhancing'
+        ':red[■] edema · :blue[■] enhancing'
     """
-    return " · ".join(f"{CLASS_SWATCH[k % len(CLASS_SWATCH)]} {name}" for k, name in enumerate(names[1:]))
+    return " · ".join(f":{CLASS_TEXT[k % len(CLASS_TEXT)]}[■] {name}" for k, name in enumerate(names[1:]))
 
 
 def truth_overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:

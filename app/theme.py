@@ -8,8 +8,8 @@ SOFT = "#cfdad7"
 MUTED = "#8a9aa6"
 LESION_RGB = (239, 68, 68)
 TRUTH_RGB = (34, 197, 94)
-CLASS_RGB = (LESION_RGB, (59, 130, 246), (234, 179, 8), (168, 85, 247), (249, 115, 22))  # class 1, 2, ...
-CLASS_SWATCH = ("🟥", "🟦", "🟨", "🟪", "🟧")  # the same colours in text (legends)
+CLASS_RGB = (LESION_RGB, (59, 130, 246), (234, 179, 8), (168, 85, 247), (107, 114, 128))  # class 1, 2, ...
+CLASS_TEXT = ("red", "blue", "orange", "violet", "gray")  # the same colours as Streamlit markdown names
 LEVEL_COLORS = {"1": "#94c9c0", "2": "#4fa89b", "3": "#1f7f73", "4": "#0b4f47", ENSEMBLE: "#d97706"}
 
 

@@ -609,7 +609,7 @@ def test_a_multi_class_two_channel_nifti_model_on_every_page(studio: Path, tmp_p
     assert not at.exception and list(table["level"])[:4] == ["L1", "L2", "L3", "L4"]
     assert {"volume Dice core", "volume Dice band"} <= set(table.columns)
     at = page("3_Segment")
-    assert "Classes: 🟥 core · 🟦 band" in texts(at.caption)
+    assert "Classes: :red[■] core · :blue[■] band" in texts(at.caption)
     files = {f"case00_{k:04d}.nii.gz": (data / "imagesTr" / f"case00_{k:04d}.nii.gz").read_bytes() for k in (0, 1)}
     for name, content in files.items():
         at.get("file_uploader")[0].upload(name, content, "application/gzip")
