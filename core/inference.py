@@ -15,7 +15,6 @@ from core.data.slices import resize_image
 from core.levels import ENSEMBLE, Level, is_ensemble, level_key
 from core.postprocess import filter_components
 from core.losses import probabilities
-from core.metrics import SegmentationMetrics
 from core.runtime import autocast, memory_format
 
 
@@ -94,52 +93,6 @@ def predict_images(
 
 
 @torch.no_grad()
-def evaluate_loader(
-    model: nn.Module, loader: Any, preprocessing: dict[str, Any], volumes: Sequence[str] | None,
-    dtype: torch.dtype | None = None, criterion: nn.Module | None = None,
-    progress: Callable[[float], None] | None = None, gather: Callable[[Any], list[Any]] | None = None,
-) -> dict[str, Any]:
-    """Metrics of every level over a loader of ``(image, mask, index)`` from one forward per batch.
-
-    Returns ``{"levels": {key: metrics}, "volumes": {key: {volume: Dice}}, "loss": mean loss or
-    None}``, keyed by ``core.levels.level_key``; volume metrics use ``volumes[index]`` when
-    ``volumes`` is given. ``progress`` gets the fraction of images done. ``gather`` (distributed validation: each process holds a share of
-    the loader) returns every process's object, so the metrics cover all shares.
-    """
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    metrics: dict[str, SegmentationMetrics] = {}
-    loss_sum, n = 0.0, 0
-    for images, masks, index in loader:
-        x = normalize(images.to(device), preprocessing["mean"], preprocessing["std"])
-        masks = masks.to(device)
-        with autocast(device, dtype):
-            out = model(x)
-        if criterion is not None:
-            loss_sum += criterion(out, masks).item() * len(x)
-        probs = head_probabilities(model, out)
-        ids = [volumes[i] for i in index.tolist()] if volumes is not None else None
-        for level, p in probs.items():
-            metrics.setdefault(level, SegmentationMetrics(model.num_classes)).update(p, masks, ids)
-        n += len(x)
-        if progress:
-            progress(n / len(loader.dataset))
-    model.train(was_training)
-    if gather is not None:
-        shares = gather(({level: m.cpu() for level, m in metrics.items()}, loss_sum, n))
-        metrics = shares[0][0]
-        for other, _, _ in shares[1:]:
-            for level, m in other.items():  # a rank with no share of the slices has no levels
-                metrics.setdefault(level, SegmentationMetrics(model.num_classes)).merge(m)
-        loss_sum, n = sum(s[1] for s in shares), sum(s[2] for s in shares)
-    return {
-        "levels": {level: m.compute() for level, m in metrics.items()},
-        "volumes": {level: m.per_volume() for level, m in metrics.items()} if volumes is not None else {},
-        "loss": loss_sum / n if criterion is not None and n else None,
-    }
-
-
 def segment_images_by_level(
     model: nn.Module, preprocessing: dict[str, Any], images: np.ndarray, levels: Sequence[Level],
     dtype: torch.dtype | None = None, batch_size: int = 8, progress: Callable[[float], None] | None = None,

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 
 from core.checkpoint import load_checkpoint, read_checkpoint
 from core.data import EpochSampler, SliceDataset, load_source
-from core.inference import evaluate_loader
+from core.evaluation import evaluate_loader
 from core.metrics import SegmentationMetrics
 from core.runtime import autocast_dtype
 from core.training.history import read_history

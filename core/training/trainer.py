@@ -36,7 +36,8 @@ from core.checkpoint import CheckpointError, atomic_save, default_normalization,
 from core.data import (EpochSampler, SliceDataset, SliceSet, channels_and_classes, input_size, intensity_windows,
                        label_names, load_source, split_volumes, train_augmentation)
 from core.files import atomic_write
-from core.inference import evaluate_loader, normalize
+from core.evaluation import evaluate_loader
+from core.inference import normalize
 from core.levels import deepest
 from core.losses import DeepSupervisionLoss, SelfDistillationLoss, build_loss
 from core.metrics import headline
