@@ -27,25 +27,12 @@ from tqdm import tqdm
 from core.data import DataError, read_image, read_mask
 from core.data.lgg import is_lgg_folder, list_lgg
 from core.data.nifti_dataset import is_nifti_dataset, load_case, read_dataset
+from core.orientation import from_slices
 from core.files import atomic_write
 
 LGG_CHANNELS = ["pre-contrast", "FLAIR", "post-contrast"]
 LGG_LABELS = {"background": 0, "abnormality": 1}
 ENDING = ".nii.gz"
-
-
-def from_slices(slices: np.ndarray) -> np.ndarray:
-    """Axial slices ``(S, rows, cols)`` in the radiological convention -> a RAS+ volume ``(x, y, z)``.
-
-    The inverse of ``core.data.scans.radiological_slices``.
-
-    Example:
-        >>> from core.data.scans import radiological_slices
-        >>> s = np.arange(24).reshape(2, 3, 4)
-        >>> bool((radiological_slices(from_slices(s)) == s).all())
-        True
-    """
-    return np.ascontiguousarray(slices.transpose(2, 1, 0)[::-1, ::-1, :])
 
 
 def nifti_bytes(volume: np.ndarray) -> bytes:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from core.data.scans import Scan
+from core.scans import Scan
 
 
 def slice_rows(scan: Scan, masks: np.ndarray, probs: np.ndarray) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from core.data.io import IMAGE_SUFFIXES
-from core.data.scans import VOLUME_SUFFIXES, Scan
+from core.scans import VOLUME_SUFFIXES, Scan
 from core.files import atomic_write
 from core.inference import label_values
 from core.lesions import csv_text, slice_rows

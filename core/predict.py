@@ -22,7 +22,7 @@ from pathlib import Path
 
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.data import DataError
-from core.data.scans import Scan, channel_groups, merge_channels, read_scan, read_scans
+from core.scans import Scan, channel_groups, merge_channels, read_scan, read_scans
 from core.data.intensity import windows_of
 from core.files import atomic_write
 from core.inference import lesion_masks, segment_images

@@ -437,7 +437,7 @@ def test_segment_states_the_levels_quality_and_how_the_input_differs(with_run: P
 
 def test_level_quality_and_input_differences() -> None:
     from app.guidance import input_differences, level_quality
-    from core.data.scans import Scan
+    from core.scans import Scan
 
     meta = {"epoch": 26, "split": {"data": "/data/kaggle_3m", "val": ["a", "b"]},
             "model": {"in_channels": 3}, "preprocessing": {"input_size": 256},

@@ -28,8 +28,8 @@ from PIL import Image
 
 from app.segmentation import read_upload
 from core.data import DataError
-from core.data import scans as scans_module
-from core.data.scans import Scan, read_scans
+from core.scans import scan as scans_module
+from core.scans import Scan, read_scans
 from core.outputs import zip_bytes
 from test_scans import blob_volume, dicom_bytes, nifti_bytes
 

@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pytest
 
-from core.data.scans import Scan
+from core.scans import Scan
 from core.lesions import csv_text, slice_rows, volume_summary
 
 

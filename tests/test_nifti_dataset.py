@@ -229,7 +229,7 @@ def test_ct_uses_one_hounsfield_window_from_training_to_prediction(tmp_path: Pat
         timeout=600)
     assert train.returncode == 0, train.stderr[-2000:]
     from core.checkpoint import load_checkpoint
-    from core.data.scans import read_scan
+    from core.scans import read_scan
     _, meta = load_checkpoint(run / "best.pt")
     pre = meta["preprocessing"]
     assert pre["intensity"] == "none" and pre["windows"]["0"] == [lo, hi]

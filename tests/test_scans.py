@@ -14,7 +14,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 from core.data import DataError
-from core.data.scans import read_scan, read_scans
+from core.scans import read_scan, read_scans
 
 ODD_AFFINE = np.array([[0.0, 0.0, -2.0, 40.0],   # voxel axes permuted and flipped: a sagittal-ish LPI grid
                        [-0.9, 0.0, 0.0, 20.0],

@@ -10,7 +10,7 @@ Both have a ``dataset.json`` at the root:
   with multi-channel cases as one 4-D image.
 
 Each case is a volume (a patient); it is trained on as 2-D axial slices of its closest RAS+
-orientation in the radiological convention (``core.data.scans.radiological_slices``), as the app
+orientation in the radiological convention (``core.orientation.radiological_slices``), as the app
 shows and segments NIfTI scans. Intensities follow the channel's modality, as in nnU-Net: a
 channel named ``CT`` is clipped to the 0.5th..99.5th percentile of the dataset's foreground
 voxels (``ct_windows``, a fixed window in Hounsfield units stored with the model); any other
@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from core.data.errors import DataError
 from core.data.intensity import WINDOW, Window, to_uint8
-from core.data.scans import radiological_slices
+from core.orientation import radiological_slices
 from core.data.slices import SliceSet, resize_pair
 
 DATASET_JSON = "dataset.json"

@@ -1,0 +1,76 @@
+"""Scans as users hold them: 2D images, multi-page TIFF stacks, DICOM files and series, NIfTI volumes.
+
+``read_scan(name, data, channels)`` turns the bytes of one upload or file into a ``Scan``: the
+slices the model takes (uint8, ``(S, H, W, channels)``) plus the geometry needed to report
+volumes in mL and to write the mask back as NIfTI aligned with the input.
+
+Intensity mapping (documented for users in docs/data.md): uint8 data is used as is (the LGG
+TIFFs are 8-bit); 16-bit, signed or float data (after the DICOM rescale slope/intercept) goes
+through ``core.data.intensity.to_uint8``, a 0.5th..99.5th percentile window over the whole scan.
+
+Channels: a model trained on 3-channel LGG slices (pre-contrast, FLAIR, post-contrast) gets a
+single-channel scan with its grey values copied into all three channels (``Scan.channels_note``
+says so); a FLAIR series gives the closest match to training.
+
+Orientation: NIfTI volumes are shown and segmented as axial slices of the closest RAS+ orientation
+(``nibabel.as_closest_canonical``) in the radiological convention of clinical viewers: anterior at
+the top of the image and the patient's right on the image's left (as if looking up from the feet),
+slices ordered from inferior to superior. ``Scan.mask_volume`` puts a mask back into the input's own
+voxel order, so the written mask has the input's shape and affine. DICOM slices are shown as
+stored, which for the usual axial series (``ImageOrientationPatient`` 1,0,0,0,1,0) is the same
+convention.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from core.data.errors import DataError
+from core.data.intensity import Window
+from core.scans.archive import read_zip
+from core.scans.channels import CHANNEL_FILE, channel_groups, merge_channels
+from core.scans.dicom import read_dicom
+from core.scans.images import read_image_scan
+from core.scans.nifti import read_nifti
+from core.scans.scan import MAX_VOXELS, Scan
+
+Reader = Callable[[str, bytes, int, "Window | None"], Scan]
+
+
+def _one_series(name: str, data: bytes, channels: int, window: Window | None = None) -> Scan:
+    scans = read_zip(name, data, channels, window)
+    if len(scans) != 1:
+        raise DataError(f"{name}: holds {len(scans)} images, not one DICOM series")
+    return scans[0]
+
+
+READERS: dict[str, Reader] = {  # suffix -> reader, longest suffix first; anything else is read as an image
+    ".nii.gz": read_nifti, ".nii": read_nifti, ".dcm": read_dicom, ".zip": _one_series,
+}
+VOLUME_SUFFIXES = tuple(READERS)  # besides IMAGE_SUFFIXES
+
+
+def read_scans(name: str, data: bytes, channels: int = 3, window: Window | None = None) -> list[Scan]:
+    """Like ``read_scan``, but a zip of 2D images (PNG, JPG, TIFF, BMP) gives one ``Scan`` per image."""
+    if name.lower().endswith(".zip") and data:
+        return read_zip(name, data, channels, window)
+    return [read_scan(name, data, channels, window)]
+
+
+def read_scan(name: str, data: bytes, channels: int = 3, window: Window | None = None) -> Scan:
+    """Decode one file (by its name's suffix, ``READERS``, and content) into a ``Scan``; ``DataError`` naming
+    it if not usable. A ``.zip`` must hold one DICOM series here; see ``read_scans`` for a zip of images.
+    ``window``: a fixed intensity window (a CT model's) instead of the scan's own percentiles.
+    """
+    if not data:
+        raise DataError(f"{name}: the file is empty")
+    lower = name.lower()
+    reader = next((r for suffix, r in READERS.items() if lower.endswith(suffix)), None)
+    if reader is None and data[128:132] == b"DICM":  # a DICOM file without its suffix
+        reader = read_dicom
+    return (reader or read_image_scan)(name, data, channels, window)
+
+
+__all__ = [
+    "CHANNEL_FILE", "MAX_VOXELS", "READERS", "VOLUME_SUFFIXES", "Scan", "channel_groups", "merge_channels",
+    "read_scan", "read_scans",
+]
