@@ -64,7 +64,7 @@ def expected_voxels(checkpoint: Path, name: str, data: bytes, threshold: float =
 
     from app.segmentation import BATCH
     from core.checkpoint import load_checkpoint
-    from core.data.scans import read_scan
+    from core.scans import read_scan
     from core.inference import lesion_masks, segment_images
     from core.levels import default_level
     from core.runtime import autocast_dtype, select_device
