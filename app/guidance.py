@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from core.data import SYNTHETIC
-from core.data.scans import Scan
+from core.scans import Scan
 from core.levels import deepest_key, keyed, level_key, level_name
 from core.metrics import headline
 

@@ -17,7 +17,7 @@ from app.checkpoints import LoadedModel, inference_device
 from app.compute import inference_turn
 from core.data import DataError
 from core.data.intensity import Window
-from core.data.scans import Scan, channel_groups, merge_channels, read_scans
+from core.scans import Scan, channel_groups, merge_channels, read_scans
 from core.inference import lesion_masks, segment_images_by_level
 from core.levels import Level, level_key, one_pass_levels
 from core.lesions import slice_rows, volume_summary

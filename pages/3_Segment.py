@@ -11,7 +11,7 @@ from app.layout import setup_page
 from app.segmentation import TYPES, Result, read_uploads, results_table, segment, upload_limit_mb
 from app.state import LEVEL, persistent_selectbox
 from core.data.io import MAX_IMAGE_PIXELS
-from core.data.scans import MAX_VOXELS
+from core.scans import MAX_VOXELS
 from core.data.intensity import windows_of
 from core.inference import label_values
 from core.levels import default_level, level_name, model_levels
