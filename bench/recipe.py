@@ -46,6 +46,8 @@ EXTRA_LEVERS = {  # measured on top of the combination
     "area_sampling": ("combined + slices drawn by lesion area (the defaults since it won on every fold)",
                       ["--sampling", "area"]),
     "distill": ("combined + self-distillation of L1-L3 from L4 (0.5)", ["--distill", "0.5"]),
+    "area_30min": ("the default recipe (combined + area sampling) with twice the budget: do more minutes pay?",
+                   ["--sampling", "area", "--budget-minutes", "30"]),
     "coarse": ("combined + the first half of the budget at 64 px (progressive resizing)", ["--coarse-share", "0.5"]),
     "lr3e-3": ("combined at a peak learning rate of 3e-3", ["--lr", "3e-3"]),
     "width32": ("combined at width 32", ["--width", "32"]),
