@@ -48,7 +48,8 @@ limits = (f"Up to {upload_limit_mb()} MB per file, {MAX_IMAGE_PIXELS / 1e6:.0f} 
 uploads = st.file_uploader(
     "Images or scans", type=TYPES, accept_multiple_files=True,
     help="PNG, JPG, BMP or TIFF images; multi-page TIFF stacks; DICOM files (.dcm); a zip of one DICOM series or "
-         f"of images; NIfTI volumes (.nii, .nii.gz). {limits}",
+         "of images; NIfTI volumes (.nii, .nii.gz); for a model of several channels, a case's channel files "
+         f"together (<case>_0000.nii.gz, <case>_0001.nii.gz, ...). {limits}",
 )
 if not uploads:
     st.info("Upload brain MRI: Kaggle LGG slices (256×256 RGB TIFF: pre-contrast, FLAIR, post-contrast), a NIfTI "
