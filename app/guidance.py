@@ -108,6 +108,6 @@ def input_differences(scan: Scan, meta: dict[str, Any]) -> list[str]:
     if size and (h, w) != (size, size):
         stretch = ", which changes the aspect ratio" if h != w else ""
         notes.append(f"slices of {w}×{h} pixels, resized to the {size}×{size} the model was trained at{stretch}")
-    if not scan.intensity_note.startswith("8-bit"):
+    if not scan.intensity_note.startswith("8-bit") and not meta["preprocessing"].get("windowed"):
         notes.append(f"{scan.intensity_note.split(' values')[0]} values mapped to 8 bits (the training images were 8-bit)")
     return notes

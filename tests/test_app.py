@@ -616,5 +616,6 @@ def test_a_multi_class_two_channel_nifti_model_on_every_page(studio: Path, tmp_p
     at.run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert [s.value for s in at.subheader] == ["case00.nii.gz"]  # two channel files, one scan
+    assert "mapped to 8 bits" not in texts(at.warning)  # trained on windowed NIfTI too: no bit-depth warning
     nifti = next(b for b in at.get("download_button") if b.label == "Mask (NIfTI)")
     assert nifti is not None

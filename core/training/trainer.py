@@ -174,6 +174,8 @@ class Trainer:
         if windows:
             self.normalization["windows"] = {str(k): list(w) for k, w in windows.items()}
         self.label_names = label_names(c.data) if self._data is None else None
+        if self.label_names:  # a NIfTI dataset: its values were windowed to 8 bits, as scans' are
+            self.normalization["windowed"] = True
 
         areas = (self.train_set.masks > 0).reshape(len(self.train_set), -1).sum(1) if c.sampling == "area" else None
         self.sampler = EpochSampler(self.train_set.positive, c.empty_fraction, c.seed,
