@@ -29,8 +29,9 @@ def evaluate_loader(
 
     Returns ``{"levels": {key: metrics}, "volumes": {key: {volume: Dice}}, "loss": mean loss or
     None}``, keyed by ``core.levels.level_key``; volume metrics use ``volumes[index]`` when
-    ``volumes`` is given. ``progress`` gets the fraction of images done. ``gather`` (distributed validation: each process holds a share of
-    the loader) returns every process's object, so the metrics cover all shares.
+    ``volumes`` is given. ``progress`` gets the fraction of images done. ``gather`` (distributed
+    validation: each process holds a share of the loader) returns every process's object, so the
+    metrics cover all shares.
     """
     device = next(model.parameters()).device
     was_training = model.training

@@ -15,8 +15,8 @@ shows and segments NIfTI scans. Intensities follow the channel's modality, as in
 channel named ``CT`` is clipped to the 0.5th..99.5th percentile of the dataset's foreground
 voxels (``ct_windows``, a fixed window in Hounsfield units stored with the model); any other
 channel is windowed per case to its own percentiles (``core.data.intensity.to_uint8``), which the
-per-volume intensity policy then rescales over the body. Labels must be 0..K-1 as ``dataset.json`` lists them; region-based labels
-(nnU-Net's ``regions_class_order``) are refused.
+per-volume intensity policy then rescales over the body. Labels must be 0..K-1 as
+``dataset.json`` lists them; region-based labels (nnU-Net's ``regions_class_order``) are refused.
 
 Example (a dataset with 2 channels and 3 labels; ``core.convert`` writes such folders)::
 
