@@ -26,17 +26,18 @@ def resolve_source(source: str, base: Path = PROJECT_ROOT) -> str:
 @st.cache_resource(max_entries=3, show_spinner="Loading data…")
 def load_split(source: str, size: int | None, channels: int = 3, num_classes: int = 1,
                split: str = "all", volumes: tuple[str, ...] = (), intensity: str = "none",
-               windows: tuple[tuple[int, float, float], ...] = ()) -> SliceSet:
+               windows: tuple[tuple[int, float, float], ...] = (), axis: str = "axial") -> SliceSet:
     """The slices of ``source`` in a checkpoint's ``split`` (its ``volumes``), or all for ``"all"``.
 
     Only the volumes needed are decoded, once per argument set, under the checkpoint's
-    ``intensity`` policy and fixed ``windows`` (``window_items``); treat the result as read-only.
+    ``intensity`` policy, fixed ``windows`` (``window_items``) and slicing ``axis``; treat the result
+    as read-only.
     """
     ids = None if split == "all" else list(volumes)
     if ids == []:
         raise DataError(f"the model records no {split!r} split")
     fixed = {k: (lo, hi) for k, lo, hi in windows}
-    return select_volumes(load_source(source, size, channels, num_classes, ids, intensity, fixed), ids, split)
+    return select_volumes(load_source(source, size, channels, num_classes, ids, intensity, fixed, axis), ids, split)
 
 
 def window_items(preprocessing: dict) -> tuple[tuple[int, float, float], ...]:

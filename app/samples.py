@@ -23,7 +23,8 @@ def sample_predictions(checkpoint: str, mtime: float, count: int = 3) -> list[np
     loaded = load_model(Path(checkpoint))
     model, pre, split = loaded.model, loaded.meta["preprocessing"], loaded.meta["split"]
     val = load_split(resolve_source(split["data"]), pre.get("input_size"), model.in_channels, model.num_classes,
-                     "val", tuple(split["val"]), pre.get("intensity", "none"), window_items(pre))
+                     "val", tuple(split["val"]), pre.get("intensity", "none"), window_items(pre),
+                     pre.get("axis", "axial"))
     examples = spread_examples(val, count)
     level = default_level(model)
     probs = predict_images(model, examples.images, pre, level, inference_device()[1])

@@ -59,26 +59,27 @@ def digest(data: bytes) -> str:
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _read(name: str, file_digest: str, channels: int, window: Window | None, _data: bytes) -> list[Scan]:
+def _read(name: str, file_digest: str, channels: int, window: Window | None, axis: str, _data: bytes) -> list[Scan]:
     del file_digest  # only part of the cache key
-    return read_scans(name, _data, channels, window)
+    return read_scans(name, _data, channels, window, axis)
 
 
-def read_upload(name: str, data: bytes, channels: int, window: Window | None = None) -> list[Scan]:
+def read_upload(name: str, data: bytes, channels: int, window: Window | None = None,
+                axis: str = "axial") -> list[Scan]:
     """An uploaded file as scans (a zip of images gives several); ``DataError`` naming the file if not usable."""
     if not data:
         raise DataError(f"{name}: the file is empty")
     limit = upload_limit_mb()
     if len(data) > limit * 2**20:
         raise DataError(f"{name}: {len(data) / 2**20:.1f} MB is over the {limit} MB limit per file")
-    return _read(name, digest(data), channels, window, data)  # pixel and voxel limits are checked before decoding
+    return _read(name, digest(data), channels, window, axis, data)  # sizes are checked before decoding
 
 
-def read_uploads(files: list[tuple[str, bytes]], channels: int,
-                 windows: dict[int, Window] | None = None) -> tuple[list[Scan], list[str], list[str]]:
+def read_uploads(files: list[tuple[str, bytes]], channels: int, windows: dict[int, Window] | None = None,
+                 axis: str = "axial") -> tuple[list[Scan], list[str], list[str]]:
     """Uploads as ``(scans, cache keys, error lines)``; a case's nnU-Net channel files
     (``<case>_0000.nii.gz``, ...) make one scan for a model of several channels. ``windows``:
-    a CT model's fixed intensity windows by channel."""
+    a CT model's fixed intensity windows by channel; ``axis``: the plane the model slices volumes in."""
     windows = windows or {}
     contents: dict[str, list[bytes]] = {}
     for name, data in files:  # two uploads may share a name
@@ -88,10 +89,10 @@ def read_uploads(files: list[tuple[str, bytes]], channels: int,
         blobs = [contents[n].pop(0) for n in group]
         try:
             if len(group) > 1:
-                found = [merge_channels([read_upload(n, b, 1, windows.get(k))[0]
+                found = [merge_channels([read_upload(n, b, 1, windows.get(k), axis)[0]
                                          for k, (n, b) in enumerate(zip(group, blobs))], channels)]
             else:
-                found = read_upload(group[0], blobs[0], channels, windows.get(0))
+                found = read_upload(group[0], blobs[0], channels, windows.get(0), axis)
         except DataError as err:
             errors.append(str(err))
             continue

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         pre = meta["preprocessing"]
         wanted = split_ids(meta, args.split)
         slices = load_source(args.data, pre.get("input_size"), model.in_channels, model.num_classes, wanted,
-                             pre.get("intensity", "none"), windows_of(pre))
+                             pre.get("intensity", "none"), windows_of(pre), pre.get("axis", "axial"))
         slices = select_split(slices, meta, args.split)
         levels = [parse_level(level) for level in args.levels] if args.levels else None
         result = evaluate_model(model, meta, slices, levels, autocast_dtype(device, args.precision),

@@ -65,13 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     failed, summaries = 0, []
     scans: list[Scan] = []
     windows = windows_of(meta["preprocessing"])  # a CT model's Hounsfield windows by channel
+    axis = meta["preprocessing"].get("axis", "axial")
     for group in channel_groups([str(p) for p in args.inputs], model.in_channels):
         try:
             if len(group) > 1:  # a case's channel files: <case>_0000.nii.gz, <case>_0001.nii.gz, ...
-                channels = [read_scan(n, _read(Path(n)), 1, windows.get(k)) for k, n in enumerate(group)]
+                channels = [read_scan(n, _read(Path(n)), 1, windows.get(k), axis) for k, n in enumerate(group)]
                 scans.append(merge_channels(channels, model.in_channels))
             else:
-                scans += read_scans(group[0], _read(Path(group[0])), model.in_channels, windows.get(0))
+                scans += read_scans(group[0], _read(Path(group[0])), model.in_channels, windows.get(0), axis)
         except DataError as err:
             print(f"error: {err}", file=sys.stderr)
             failed += 1

@@ -180,7 +180,7 @@ key = (*loaded.version, source, split, volumes)
 results = session_cache("evaluations")
 try:
     slices = load_split(source, pre.get("input_size"), model.in_channels, model.num_classes, split, volumes,
-                        pre.get("intensity", "none"), window_items(pre))
+                        pre.get("intensity", "none"), window_items(pre), pre.get("axis", "axial"))
 except DataError as err:
     st.error(str(err))
     st.stop()

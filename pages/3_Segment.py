@@ -58,7 +58,7 @@ if not uploads:
     st.stop()
 
 scans, keys, errors = read_uploads([(u.name, u.getvalue()) for u in uploads], model.in_channels,
-                                   windows_of(meta["preprocessing"]))
+                                   windows_of(meta["preprocessing"]), meta["preprocessing"].get("axis", "axial"))
 for error in errors:
     st.error(error, icon=":material/error:")
 if not scans:

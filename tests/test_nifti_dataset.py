@@ -237,3 +237,34 @@ def test_ct_uses_one_hounsfield_window_from_training_to_prediction(tmp_path: Pat
     trained = load_source(root, channels=1, volumes=["ct1"], windows={0: (lo, hi)})
     scan = read_scan("ct1_0000.nii.gz", (root / "imagesTr" / "ct1_0000.nii.gz").read_bytes(), 1, (lo, hi))
     assert np.array_equal(scan.slices, trained.images)
+
+
+def test_a_coronal_model_trains_evaluates_and_writes_masks_on_the_input_grid(tmp_path: Path,
+                                                                            image_mask_folder: Path) -> None:
+    root = nnunet_dataset(tmp_path / "Dataset006_Toy", cases=4)
+    coronal = load_source(root, size=32, channels=2, num_classes=3, volumes=["case00"], axis="coronal")
+    assert len(coronal) == SHAPE[1]  # one slice per y (posterior to anterior), not per z
+    run = tmp_path / "run"
+    train = subprocess.run(
+        [sys.executable, "-m", "core.train", "--data", str(root), "--out", str(run), "--width", "4", "--epochs", "1",
+         "--batch-size", "4", "--threads", "1", "--axis", "coronal"], cwd=ROOT, capture_output=True, text=True,
+        timeout=600)
+    assert train.returncode == 0, train.stderr[-2000:]
+    evaluate = subprocess.run(
+        [sys.executable, "-m", "core.evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(root),
+         "--timing-repeats", "1"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert evaluate.returncode == 0 and f"{SHAPE[1]} images" in evaluate.stdout, evaluate.stderr[-2000:]
+    out = tmp_path / "pred"
+    files = [str(root / "imagesTr" / f"case00_{k:04d}.nii.gz") for k in (0, 1)]
+    predict = subprocess.run([sys.executable, "-m", "core.predict", "--checkpoint", str(run / "best.pt"),
+                              "--out", str(out), *files], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert predict.returncode == 0, predict.stderr[-2000:]
+    written = nib.load(out / "case00_mask.nii.gz")
+    assert written.shape == SHAPE and np.allclose(written.affine, LPS_AFFINE)
+    assert f"{SHAPE[1]} slices" in predict.stdout
+    with pytest.raises(DataError, match="--axis sagittal slices NIfTI volumes"):
+        load_source(image_mask_folder, axis="sagittal")
+    from core.scans import read_scan
+    png = (image_mask_folder / "images" / "case0.png").read_bytes()
+    with pytest.raises(DataError, match="case0.png: this model segments coronal slices of NIfTI volumes"):
+        read_scan("case0.png", png, 3, None, "coronal")

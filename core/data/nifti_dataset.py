@@ -253,9 +253,9 @@ def _channel(dataset: NiftiDataset, case: Case, k: int) -> np.ndarray:
     return voxels[..., k] if voxels.ndim == 4 else voxels
 
 
-def load_case(dataset: NiftiDataset, case: Case, channels: int,
-              windows: dict[int, Window] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``(images (S, H, W, channels) uint8, masks (S, H, W) class indices)``: axial slices of one case.
+def load_case(dataset: NiftiDataset, case: Case, channels: int, windows: dict[int, Window] | None = None,
+              axis: str = "axial") -> tuple[np.ndarray, np.ndarray]:
+    """``(images (S, H, W, channels) uint8, masks (S, H, W) class indices)``: slices of one case along ``axis``.
 
     ``windows`` maps a channel to its fixed intensity window (CT); other channels use their own percentiles.
     """
@@ -284,16 +284,17 @@ def load_case(dataset: NiftiDataset, case: Case, channels: int,
     if unknown:
         raise DataError(f"{case.label}: label value {unknown[0]} is not in dataset.json's labels {dataset.labels}")
     try:
-        images = np.stack([radiological_slices(to_uint8(p, (windows or {}).get(k))) for k, p in enumerate(planes)],
-                          axis=-1)
+        images = np.stack([radiological_slices(to_uint8(p, (windows or {}).get(k)), axis)
+                           for k, p in enumerate(planes)], axis=-1)
     except DataError as err:
         raise DataError(f"{case.images[0]}: {err}") from None
-    return np.ascontiguousarray(images), np.ascontiguousarray(radiological_slices(label.astype(np.uint8)))
+    return np.ascontiguousarray(images), np.ascontiguousarray(radiological_slices(label.astype(np.uint8), axis))
 
 
 def load_nifti_dataset(root: str | Path, size: int | None = None, channels: int | None = None,
-                       volumes: Collection[str] | None = None, windows: dict[int, Window] | None = None) -> SliceSet:
-    """Decode the cases (those in ``volumes``, if given) into a ``SliceSet`` of axial slices.
+                       volumes: Collection[str] | None = None, windows: dict[int, Window] | None = None,
+                       axis: str = "axial") -> SliceSet:
+    """Decode the cases (those in ``volumes``, if given) into a ``SliceSet`` of slices along ``axis``.
 
     Slices are resized to ``size x size``; without a size, every case must have the same in-plane
     shape. ``windows`` are the CT windows (default: ``ct_windows`` of the dataset).
@@ -306,7 +307,7 @@ def load_nifti_dataset(root: str | Path, size: int | None = None, channels: int 
     channels = channels or len(dataset.channels)
 
     def one(case: Case) -> tuple[np.ndarray, np.ndarray]:
-        images, masks = load_case(dataset, case, channels, windows)
+        images, masks = load_case(dataset, case, channels, windows, axis)
         pairs = [resize_pair(i, m, size) for i, m in zip(images, masks)]
         return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
@@ -323,10 +324,10 @@ def load_nifti_dataset(root: str | Path, size: int | None = None, channels: int 
     )
 
 
-def label_slices(root: str | Path, limit: int = 400) -> list[np.ndarray]:
+def label_slices(root: str | Path, limit: int = 400, axis: str = "axial") -> list[np.ndarray]:
     """Up to ``limit`` axial label slices spread over the cases: what ``core.data.resolution`` needs."""
     dataset = read_dataset(root)
     masks = []
     for case in dataset.cases:
-        masks += list(radiological_slices(_canonical(_read(case.label), case.label).astype(np.uint8)))
+        masks += list(radiological_slices(_canonical(_read(case.label), case.label).astype(np.uint8), axis))
     return masks[:: max(1, -(-len(masks) // limit))]

@@ -22,6 +22,7 @@ SYNTHETIC = "synthetic"
 def load_source(
     source: str | Path, size: int | None = None, channels: int = 3, num_classes: int = 1,
     volumes: Collection[str] | None = None, intensity: str = "none", windows: dict[int, Window] | None = None,
+    axis: str = "axial",
 ) -> SliceSet:
     """Load ``"synthetic"``, a ``kaggle_3m`` folder, an ``images/``+``masks/`` folder, or a NIfTI dataset
     (nnU-Net v2 raw or MSD layout, ``core.data.nifti_dataset``).
@@ -29,14 +30,15 @@ def load_source(
     ``size`` resizes every slice to ``size x size`` (None keeps the files' size); ``volumes``
     decodes only those volumes (patients), e.g. a checkpoint's validation split; ``intensity``
     is the policy of ``core.data.intensity`` applied to each volume; ``windows`` fix the intensity
-    range of channels (a CT model's; default: a NIfTI dataset's own, see ``ct_windows``).
+    range of channels (a CT model's; default: a NIfTI dataset's own, see ``ct_windows``); ``axis``
+    slices NIfTI volumes along another plane (``core.orientation``; other layouts are 2D already).
     """
-    slices = _load(source, size, channels, num_classes, volumes, windows)
+    slices = _load(source, size, channels, num_classes, volumes, windows, axis)
     slices.images = standardize_volumes(slices.images, slices.volumes, intensity)
     return slices
 
 
-def input_size(source: str | Path, num_classes: int = 1, sample: int = 400) -> int:
+def input_size(source: str | Path, num_classes: int = 1, sample: int = 400, axis: str = "axial") -> int:
     """The training size that follows the data (``core.data.resolution``), from up to ``sample`` of its masks.
 
     The synthetic demo keeps its 128 px.
@@ -45,7 +47,7 @@ def input_size(source: str | Path, num_classes: int = 1, sample: int = 400) -> i
         return 128
     root = data_folder(source)
     if is_nifti_dataset(root):
-        return input_size_for(label_slices(root, sample), max(num_classes, read_dataset(root).num_classes))
+        return input_size_for(label_slices(root, sample, axis), max(num_classes, read_dataset(root).num_classes))
     files = [mask for _, mask in list_pairs(root)] if is_image_mask_folder(root) else [m for *_, m in list_lgg(root)]
     chosen = files[:: max(1, -(-len(files) // sample))]
     return input_size_for([read_mask(f, num_classes) for f in chosen], num_classes)
@@ -77,16 +79,18 @@ def channels_and_classes(source: str | Path) -> tuple[int, int]:
 
 
 def _load(source: str | Path, size: int | None, channels: int, num_classes: int,
-          volumes: Collection[str] | None, windows: dict[int, Window] | None) -> SliceSet:
+          volumes: Collection[str] | None, windows: dict[int, Window] | None, axis: str) -> SliceSet:
     if str(source) == SYNTHETIC:
         synthetic = make_synthetic(size=size or 128)
         return synthetic if volumes is None else synthetic.select_volumes(volumes)
     root = data_folder(source)
+    if axis != "axial" and not is_nifti_dataset(root):
+        raise DataError(f"{root}: --axis {axis} slices NIfTI volumes; this data is 2D slices already")
     if is_nifti_dataset(root):
         expected = read_dataset(root).num_classes
         if num_classes != expected:
             raise DataError(f"{root / 'dataset.json'}: its labels make {expected} classes, not {num_classes}")
-        return load_nifti_dataset(root, size, channels, volumes, windows)
+        return load_nifti_dataset(root, size, channels, volumes, windows, axis)
     if is_image_mask_folder(root):
         return load_folder(root, size, channels, num_classes, volumes)
     if channels != 3 or num_classes != 1:

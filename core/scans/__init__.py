@@ -49,17 +49,19 @@ READERS: dict[str, Reader] = {  # suffix -> reader, longest suffix first; anythi
 VOLUME_SUFFIXES = tuple(READERS)  # besides IMAGE_SUFFIXES
 
 
-def read_scans(name: str, data: bytes, channels: int = 3, window: Window | None = None) -> list[Scan]:
+def read_scans(name: str, data: bytes, channels: int = 3, window: Window | None = None,
+               axis: str = "axial") -> list[Scan]:
     """Like ``read_scan``, but a zip of 2D images (PNG, JPG, TIFF, BMP) gives one ``Scan`` per image."""
-    if name.lower().endswith(".zip") and data:
+    if name.lower().endswith(".zip") and data and axis == "axial":
         return read_zip(name, data, channels, window)
-    return [read_scan(name, data, channels, window)]
+    return [read_scan(name, data, channels, window, axis)]
 
 
-def read_scan(name: str, data: bytes, channels: int = 3, window: Window | None = None) -> Scan:
+def read_scan(name: str, data: bytes, channels: int = 3, window: Window | None = None, axis: str = "axial") -> Scan:
     """Decode one file (by its name's suffix, ``READERS``, and content) into a ``Scan``; ``DataError`` naming
     it if not usable. A ``.zip`` must hold one DICOM series here; see ``read_scans`` for a zip of images.
     ``window``: a fixed intensity window (a CT model's) instead of the scan's own percentiles.
+    ``axis``: the plane a model trained with ``--axis`` slices NIfTI volumes in.
     """
     if not data:
         raise DataError(f"{name}: the file is empty")
@@ -67,6 +69,10 @@ def read_scan(name: str, data: bytes, channels: int = 3, window: Window | None =
     reader = next((r for suffix, r in READERS.items() if lower.endswith(suffix)), None)
     if reader is None and data[128:132] == b"DICM":  # a DICOM file without its suffix
         reader = read_dicom
+    if axis != "axial":
+        if reader is not read_nifti:
+            raise DataError(f"{name}: this model segments {axis} slices of NIfTI volumes; give it a .nii or .nii.gz")
+        return read_nifti(name, data, channels, window, axis)
     return (reader or read_image_scan)(name, data, channels, window)
 
 

@@ -11,11 +11,12 @@ import numpy as np
 from core.data.errors import DataError
 from core.data.intensity import Window, to_uint8
 from core.data.io import to_channels
-from core.orientation import radiological_slices
+from core.orientation import radiological_slices, slice_spacing
 from core.scans.scan import Scan, channels_note, check_expanded, check_size, intensity_note
 
 
-def read_nifti(name: str, data: bytes, channels: int, window: Window | None) -> Scan:
+def read_nifti(name: str, data: bytes, channels: int, window: Window | None, axis: str = "axial") -> Scan:
+    """A NIfTI volume as slices along ``axis`` (``core.orientation``) of its closest RAS+ orientation."""
     import nibabel as nib
 
     if data[:2] == b"\x1f\x8b":
@@ -53,13 +54,13 @@ def read_nifti(name: str, data: bytes, channels: int, window: Window | None) -> 
         volume = to_uint8(volume, window)
     except DataError as err:
         raise DataError(f"{name}: {err}") from None
-    slices = radiological_slices(volume)
+    slices = radiological_slices(volume, axis)
     zooms = canonical.header.get_zooms()[:3]
-    spacing = (float(zooms[1]), float(zooms[0]), float(zooms[2])) if all(z > 0 for z in zooms) else None
+    spacing = slice_spacing(zooms, axis) if all(z > 0 for z in zooms) else None
     sample = slices[0]
     stacked = np.stack([to_channels(s, channels, name) for s in slices])
     return Scan(name, "nifti", stacked, spacing, np.asarray(image.affine, dtype=np.float64),
-                note, channels_note(sample, channels), (shape, transform))
+                note, channels_note(sample, channels), (shape, transform, axis))
 
 
 def _gunzip(name: str, data: bytes) -> bytes:

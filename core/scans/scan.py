@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core.data.errors import DataError
+from core.orientation import from_slices
 
 MAX_VOXELS = 200_000_000  # about 200 MB as uint8: bigger volumes are refused before decoding
 MAX_DECOMPRESSED = 1 << 30  # a .nii.gz or zip may expand to at most 1 GiB
@@ -23,7 +24,7 @@ class Scan:
     affine: np.ndarray | None = None  # voxel -> RAS mm of the input's own voxel grid (NIfTI output)
     intensity_note: str = "8-bit values used as is"
     channels_note: str = ""
-    _to_input: tuple = field(default=(), repr=False)  # NIfTI: (shape, orientation transform)
+    _to_input: tuple = field(default=(), repr=False)  # NIfTI: (shape, orientation transform, slicing axis)
 
     @property
     def is_volume(self) -> bool:
@@ -42,8 +43,8 @@ class Scan:
             return np.ascontiguousarray(masks.transpose(2, 1, 0))  # (S, rows, cols) -> (cols, rows, S): x, y, z
         import nibabel as nib
 
-        shape, transform = self._to_input
-        canonical = masks.transpose(2, 1, 0)[::-1, ::-1, :]  # undo radiological_slices: (S, rows, cols) -> RAS+
+        shape, transform, axis = self._to_input
+        canonical = from_slices(masks, axis)  # (S, rows, cols) -> the RAS+ volume
         return np.ascontiguousarray(nib.orientations.apply_orientation(canonical, transform)).reshape(shape)
 
     def mask_nifti_bytes(self, masks: np.ndarray) -> bytes:

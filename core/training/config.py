@@ -11,6 +11,7 @@ from typing import Any
 
 from core.data.augmentation import AUGMENTATIONS
 from core.data.intensity import POLICIES
+from core.orientation import AXES
 from core.losses import LOSSES
 from core.models import ARCHITECTURES
 from core.runtime import DEVICE_HELP, PRECISION_HELP, PRECISIONS
@@ -62,6 +63,8 @@ class TrainConfig:
                                      "every class; 128 for the LGG MRI)")
     coarse_share: float = option(0.0, "progressive resizing: this first share of the run trains at half the "
                                       "input size (steps about 3x cheaper), the rest at full size (0: off)")
+    axis: str = option("axial", "the plane NIfTI volumes are sliced in (axial, coronal, sagittal); stored in the "
+                                "checkpoint and used again at inference", AXES)
     intensity: str | None = option(None, "none: slices as read; volume: each volume's channels stretched from "
                                          "their 1st..99.5th body percentile to 0..255 (a 2D image is its own "
                                          "volume). Default: follows the data: none for CT (a fixed Hounsfield "

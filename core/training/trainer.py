@@ -151,14 +151,14 @@ class Trainer:
         if c.intensity is None:  # CT keeps its Hounsfield window; anything else is rescaled per volume
             c.intensity = "none" if windows else "volume"
         if c.size is None:
-            c.size = data.images.shape[1] if data is not None else input_size(c.data, c.num_classes)
+            c.size = data.images.shape[1] if data is not None else input_size(c.data, c.num_classes, axis=c.axis)
         return windows
 
     def _setup_data(self, resume_state: dict[str, Any] | None, windows: dict[int, tuple[float, float]]) -> None:
         """The split (the saved one when resuming), the train and validation sets and their loaders."""
         c = self.config
         slices = self._data if self._data is not None else load_source(
-            c.data, c.size, c.in_channels, c.num_classes, intensity=c.intensity, windows=windows)
+            c.data, c.size, c.in_channels, c.num_classes, intensity=c.intensity, windows=windows, axis=c.axis)
         if c.max_volumes:
             slices = slices.select_volumes(sorted(set(slices.volumes))[: c.max_volumes])
         if resume_state:
@@ -176,6 +176,8 @@ class Trainer:
         self.label_names = label_names(c.data) if self._data is None else None
         if self.label_names:  # a NIfTI dataset: its values were windowed to 8 bits, as scans' are
             self.normalization["windowed"] = True
+        if c.axis != "axial":
+            self.normalization["axis"] = c.axis
 
         areas = (self.train_set.masks > 0).reshape(len(self.train_set), -1).sum(1) if c.sampling == "area" else None
         self.sampler = EpochSampler(self.train_set.positive, c.empty_fraction, c.seed,
