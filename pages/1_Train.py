@@ -25,7 +25,7 @@ DEFAULTS = TrainConfig()
 RECIPE = {  # TrainConfig field -> label on this page; help, choices and defaults come from the field
     "intensity": "Intensity", "augment": "Augmentation", "schedule": "Schedule", "sampling": "Sampling",
     "warmup": "Warm-up share", "ema": "Weight average (EMA)", "distill": "Self-distillation",
-    "coarse_share": "Half-size share", "loss": "Loss",
+    "coarse_share": "Half-size share", "loss": "Loss", "axis": "Slicing plane (NIfTI)",
 }
 
 

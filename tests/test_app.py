@@ -148,6 +148,7 @@ def test_train_form_offers_every_option(studio: Path) -> None:
     assert by_label(at.selectbox, "Intensity").options == ["none", "volume"]
     assert by_label(at.selectbox, "Loss").options == list(LOSSES)
     assert by_label(at.selectbox, "Loss").value == defaults.loss
+    assert by_label(at.selectbox, "Slicing plane (NIfTI)").options == ["axial", "coronal", "sagittal"]
     assert by_label(at.number_input, "Weight average (EMA)").value == defaults.ema
     assert by_label(at.selectbox, "Data").options == ["Synthetic demo (no download)",
                                                       "Data folder (its layout is detected)"]
