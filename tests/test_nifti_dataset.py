@@ -61,6 +61,18 @@ def msd_dataset(root: Path, cases: int = 3) -> Path:
     return root
 
 
+def cli(module: str, *args: object) -> subprocess.CompletedProcess:
+    """``python -m core.<module> args`` from the project root, output captured."""
+    return subprocess.run([sys.executable, "-m", f"core.{module}", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+
+
+def train(root: Path, run: Path, *flags: object) -> None:
+    """A tiny ``core.train`` run on ``root`` (width 4, batch 4, one thread) that must succeed."""
+    result = cli("train", "--data", root, "--out", run, "--width", 4, "--batch-size", 4, "--threads", 1, *flags)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def test_nnunet_layout_loads_cases_as_axial_ras_slices(tmp_path: Path) -> None:
     root = nnunet_dataset(tmp_path / "Dataset001_Toy")
     assert channels_and_classes(root) == (2, 3)
@@ -135,17 +147,12 @@ def test_bad_datasets_name_the_file_and_the_problem(tmp_path: Path, breakage: st
 def test_train_and_evaluate_a_multi_class_dataset_with_no_channel_or_class_flags(tmp_path: Path) -> None:
     root = nnunet_dataset(tmp_path / "Dataset002_Toy", cases=5)
     run = tmp_path / "run"
-    train = subprocess.run(
-        [sys.executable, "-m", "core.train", "--data", str(root), "--out", str(run), "--width", "4", "--epochs", "2",
-         "--batch-size", "4", "--threads", "1"], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert train.returncode == 0, train.stderr[-2000:]
+    train(root, run, "--epochs", 2)
     config = json.loads((run / "config.json").read_text())
     assert (config["in_channels"], config["num_classes"], config["size"]) == (2, 3, 32)
     out = tmp_path / "eval.json"
-    evaluate = subprocess.run(
-        [sys.executable, "-m", "core.evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(root),
-         "--split", "val", "--json", str(out), "--timing-repeats", "1"], cwd=ROOT, capture_output=True, text=True,
-        timeout=600)
+    evaluate = cli("evaluate", "--checkpoint", run / "best.pt", "--data", root, "--split", "val", "--json", out,
+                   "--timing-repeats", 1)
     assert evaluate.returncode == 0, evaluate.stderr[-2000:]
     result = json.loads(out.read_text())
     assert result["labels"] == ["background", "core", "band"] and result["split"] == "val"
@@ -169,8 +176,7 @@ def test_convert_kaggle_to_nnunet_and_back_is_exact(tmp_path: Path, lgg_folder: 
 
 
 def test_convert_cli_reports_bad_input_in_one_line(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "core.convert", str(tmp_path), str(tmp_path / "out")],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = cli("convert", tmp_path, tmp_path / "out")
     assert result.returncode == 1 and result.stderr.strip().count("\n") == 0
     assert "neither a kaggle_3m folder nor a NIfTI dataset" in result.stderr
 
@@ -178,25 +184,18 @@ def test_convert_cli_reports_bad_input_in_one_line(tmp_path: Path) -> None:
 def test_predict_reads_a_cases_channel_files_as_one_scan_and_writes_label_maps(tmp_path: Path) -> None:
     root = nnunet_dataset(tmp_path / "Dataset003_Toy", cases=4)
     run = tmp_path / "run"
-    train = subprocess.run(
-        [sys.executable, "-m", "core.train", "--data", str(root), "--out", str(run), "--width", "4", "--epochs", "3",
-         "--batch-size", "4", "--threads", "1", "--lr", "3e-3"], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert train.returncode == 0, train.stderr[-2000:]
+    train(root, run, "--epochs", 3, "--lr", "3e-3")
     files = [root / "imagesTr" / f"case00_{k:04d}.nii.gz" for k in (1, 0)]
     out = tmp_path / "pred"
-    predict = subprocess.run(
-        [sys.executable, "-m", "core.predict", "--checkpoint", str(run / "best.pt"), "--out", str(out), *map(str, files)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    predict = cli("predict", "--checkpoint", run / "best.pt", "--out", out, *files)
     assert predict.returncode == 0, predict.stderr[-2000:]
     written = nib.load(out / "case00_mask.nii.gz")
     assert written.shape == SHAPE and np.allclose(written.affine, LPS_AFFINE)
     assert set(np.unique(np.asarray(written.dataobj))) <= {0, 1, 2}
     three = root / "imagesTr" / "case01_0002.nii.gz"  # a channel the model does not have
     save(three, case_arrays(1)[0][0])
-    extra = subprocess.run(
-        [sys.executable, "-m", "core.predict", "--checkpoint", str(run / "best.pt"), "--out", str(out),
-         *[str(root / "imagesTr" / f"case01_{k:04d}.nii.gz") for k in range(3)]],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    extra = cli("predict", "--checkpoint", run / "best.pt", "--out", out,
+                *[root / "imagesTr" / f"case01_{k:04d}.nii.gz" for k in range(3)])
     assert extra.returncode == 1 and "3 channel file(s) for this case; the model takes 2" in extra.stderr
 
 
@@ -223,11 +222,7 @@ def test_ct_uses_one_hounsfield_window_from_training_to_prediction(tmp_path: Pat
     lo, hi = intensity_windows(root)[0]
     assert 100 < lo < 120 < hi < 140  # the organ's foreground percentiles, not the metal or the air
     run = tmp_path / "run"
-    train = subprocess.run(
-        [sys.executable, "-m", "core.train", "--data", str(root), "--out", str(run), "--width", "4", "--epochs", "1",
-         "--batch-size", "4", "--threads", "1", "--val-fraction", "0.34"], cwd=ROOT, capture_output=True, text=True,
-        timeout=600)
-    assert train.returncode == 0, train.stderr[-2000:]
+    train(root, run, "--epochs", 1, "--val-fraction", "0.34")
     from core.checkpoint import load_checkpoint
     from core.scans import read_scan
     _, meta = load_checkpoint(run / "best.pt")
@@ -245,19 +240,12 @@ def test_a_coronal_model_trains_evaluates_and_writes_masks_on_the_input_grid(tmp
     coronal = load_source(root, size=32, channels=2, num_classes=3, volumes=["case00"], axis="coronal")
     assert len(coronal) == SHAPE[1]  # one slice per y (posterior to anterior), not per z
     run = tmp_path / "run"
-    train = subprocess.run(
-        [sys.executable, "-m", "core.train", "--data", str(root), "--out", str(run), "--width", "4", "--epochs", "1",
-         "--batch-size", "4", "--threads", "1", "--axis", "coronal"], cwd=ROOT, capture_output=True, text=True,
-        timeout=600)
-    assert train.returncode == 0, train.stderr[-2000:]
-    evaluate = subprocess.run(
-        [sys.executable, "-m", "core.evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(root),
-         "--timing-repeats", "1"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    train(root, run, "--epochs", 1, "--axis", "coronal")
+    evaluate = cli("evaluate", "--checkpoint", run / "best.pt", "--data", root, "--timing-repeats", 1)
     assert evaluate.returncode == 0 and f"{SHAPE[1]} images" in evaluate.stdout, evaluate.stderr[-2000:]
     out = tmp_path / "pred"
-    files = [str(root / "imagesTr" / f"case00_{k:04d}.nii.gz") for k in (0, 1)]
-    predict = subprocess.run([sys.executable, "-m", "core.predict", "--checkpoint", str(run / "best.pt"),
-                              "--out", str(out), *files], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    files = [root / "imagesTr" / f"case00_{k:04d}.nii.gz" for k in (0, 1)]
+    predict = cli("predict", "--checkpoint", run / "best.pt", "--out", out, *files)
     assert predict.returncode == 0, predict.stderr[-2000:]
     written = nib.load(out / "case00_mask.nii.gz")
     assert written.shape == SHAPE and np.allclose(written.affine, LPS_AFFINE)
