@@ -14,7 +14,6 @@ appears only once complete.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import shutil
 import sys
@@ -28,20 +27,13 @@ from core.data import DataError, read_image, read_mask
 from core.data.lgg import is_lgg_folder, list_lgg
 from core.data.nifti_dataset import is_nifti_dataset, load_case, read_dataset
 from core.orientation import from_slices
+from core.scans.scan import nifti_bytes
 from core.files import atomic_write
 
 LGG_CHANNELS = ["pre-contrast", "FLAIR", "post-contrast"]
 LGG_LABELS = {"background": 0, "abnormality": 1}
 ENDING = ".nii.gz"
-
-
-def nifti_bytes(volume: np.ndarray) -> bytes:
-    """A gzipped NIfTI-1 file of ``volume`` (uint8) on a 1 mm RAS+ grid."""
-    import nibabel as nib
-
-    image = nib.Nifti1Image(volume.astype(np.uint8), np.eye(4))
-    image.header.set_xyzt_units("mm")
-    return gzip.compress(image.to_bytes(), compresslevel=6)
+GRID = np.eye(4)  # 1 mm voxels, RAS+: the TIFFs carry no spacing
 
 
 def lgg_to_nnunet(source: Path, out: Path, name: str) -> int:
@@ -53,8 +45,9 @@ def lgg_to_nnunet(source: Path, out: Path, name: str) -> int:
         images = np.stack([read_image(image, 3) for image, _ in files])
         masks = np.stack([read_mask(mask) for _, mask in files])
         for c in range(3):
-            atomic_write(out / "imagesTr" / f"{patient}_{c:04d}{ENDING}", nifti_bytes(from_slices(images[..., c])))
-        atomic_write(out / "labelsTr" / f"{patient}{ENDING}", nifti_bytes(from_slices(masks)))
+            channel = nifti_bytes(from_slices(images[..., c]), GRID)
+            atomic_write(out / "imagesTr" / f"{patient}_{c:04d}{ENDING}", channel)
+        atomic_write(out / "labelsTr" / f"{patient}{ENDING}", nifti_bytes(from_slices(masks), GRID))
     spec = {"name": name, "description": f"{source.name} (Kaggle LGG layout) converted by core.convert",
             "channel_names": dict(enumerate(LGG_CHANNELS)), "labels": LGG_LABELS,
             "numTraining": len(patients), "file_ending": ENDING}

@@ -49,12 +49,8 @@ class Scan:
 
     def mask_nifti_bytes(self, masks: np.ndarray) -> bytes:
         """The masks as a gzipped NIfTI-1 file (uint8) with the input's affine (or one from the spacing)."""
-        import nibabel as nib
-
         affine = self.affine if self.affine is not None else np.diag([*(self._xyz_spacing()), 1.0])
-        image = nib.Nifti1Image(self.mask_volume(masks).astype(np.uint8), affine)
-        image.header.set_xyzt_units("mm")
-        return gzip.compress(image.to_bytes(), compresslevel=6)
+        return nifti_bytes(self.mask_volume(masks), affine)
 
     def _xyz_spacing(self) -> tuple[float, float, float]:
         if self.spacing is None:
@@ -74,6 +70,15 @@ def channels_note(sample: np.ndarray, channels: int) -> str:
         return ("single-channel scan: its grey values are copied into all three input channels "
                 "(pre-contrast, FLAIR, post-contrast); a FLAIR series matches the training data best")
     return ""
+
+
+def nifti_bytes(volume: np.ndarray, affine: np.ndarray) -> bytes:
+    """``volume`` as a gzipped NIfTI-1 file (uint8, millimetres) with ``affine``."""
+    import nibabel as nib
+
+    image = nib.Nifti1Image(volume.astype(np.uint8), affine)
+    image.header.set_xyzt_units("mm")
+    return gzip.compress(image.to_bytes(), compresslevel=6)
 
 
 def check_expanded(name: str, size: int) -> None:
