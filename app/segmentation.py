@@ -17,7 +17,7 @@ from app.checkpoints import LoadedModel, inference_device
 from app.compute import inference_turn
 from core.data import DataError
 from core.data.intensity import Window
-from core.scans import Scan, channel_groups, merge_channels, read_scans
+from core.scans import Scan, channel_groups, read_case, read_scans
 from core.inference import lesion_masks, segment_images_by_level
 from core.levels import Level, level_key, one_pass_levels
 from core.lesions import slice_rows, volume_summary
@@ -80,7 +80,6 @@ def read_uploads(files: list[tuple[str, bytes]], channels: int, windows: dict[in
     """Uploads as ``(scans, cache keys, error lines)``; a case's nnU-Net channel files
     (``<case>_0000.nii.gz``, ...) make one scan for a model of several channels. ``windows``:
     a CT model's fixed intensity windows by channel; ``axis``: the plane the model slices volumes in."""
-    windows = windows or {}
     contents: dict[str, list[bytes]] = {}
     for name, data in files:  # two uploads may share a name
         contents.setdefault(name, []).append(data)
@@ -88,11 +87,7 @@ def read_uploads(files: list[tuple[str, bytes]], channels: int, windows: dict[in
     for group in channel_groups([name for name, _ in files], channels):
         blobs = [contents[n].pop(0) for n in group]
         try:
-            if len(group) > 1:
-                found = [merge_channels([read_upload(n, b, 1, windows.get(k), axis)[0]
-                                         for k, (n, b) in enumerate(zip(group, blobs))], channels)]
-            else:
-                found = read_upload(group[0], blobs[0], channels, windows.get(0), axis)
+            found = read_case(list(zip(group, blobs)), channels, windows, axis, read=read_upload)
         except DataError as err:
             errors.append(str(err))
             continue

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.data import DataError
-from core.scans import Scan, channel_groups, merge_channels, read_scan, read_scans
+from core.scans import Scan, channel_groups, read_case
 from core.data.intensity import windows_of
 from core.files import atomic_write
 from core.inference import lesion_masks, segment_images
@@ -68,11 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     axis = meta["preprocessing"].get("axis", "axial")
     for group in channel_groups([str(p) for p in args.inputs], model.in_channels):
         try:
-            if len(group) > 1:  # a case's channel files: <case>_0000.nii.gz, <case>_0001.nii.gz, ...
-                channels = [read_scan(n, _read(Path(n)), 1, windows.get(k), axis) for k, n in enumerate(group)]
-                scans.append(merge_channels(channels, model.in_channels))
-            else:
-                scans += read_scans(group[0], _read(Path(group[0])), model.in_channels, windows.get(0), axis)
+            scans += read_case([(n, _read(Path(n))) for n in group], model.in_channels, windows, axis)
         except DataError as err:
             print(f"error: {err}", file=sys.stderr)
             failed += 1

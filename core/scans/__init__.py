@@ -22,7 +22,7 @@ convention.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from core.data.errors import DataError
 from core.data.intensity import Window
@@ -76,7 +76,20 @@ def read_scan(name: str, data: bytes, channels: int = 3, window: Window | None =
     return (reader or read_image_scan)(name, data, channels, window)
 
 
+def read_case(files: Sequence[tuple[str, bytes]], channels: int, windows: dict[int, Window] | None = None,
+              axis: str = "axial", read: Callable[..., list[Scan]] | None = None) -> list[Scan]:
+    """One group of ``channel_groups``: several files are a case's channel files, merged into one scan;
+    one file is read as it is. ``windows`` fix channel k's intensity window (CT); ``read(name, data,
+    channels, window, axis)`` reads one file (default ``read_scans``; the app passes its cached reader)."""
+    read, windows = read or read_scans, windows or {}
+    if len(files) > 1:
+        return [merge_channels([read(name, data, 1, windows.get(k), axis)[0] for k, (name, data) in enumerate(files)],
+                               channels)]
+    (name, data), = files
+    return read(name, data, channels, windows.get(0), axis)
+
+
 __all__ = [
     "CHANNEL_FILE", "MAX_VOXELS", "READERS", "VOLUME_SUFFIXES", "Scan", "channel_groups", "merge_channels",
-    "read_scan", "read_scans",
+    "read_case", "read_scan", "read_scans",
 ]
