@@ -11,7 +11,8 @@ from core.data.folder import is_image_mask_folder, list_pairs, load_folder
 from core.data.io import read_mask
 from core.data.lgg import is_lgg_folder, list_lgg, load_lgg
 from core.data.intensity import Window, standardize_volumes
-from core.data.nifti_dataset import ct_windows, is_nifti_dataset, label_slices, load_nifti_dataset, read_dataset
+from core.data.nifti_dataset import (NiftiDataset, ct_windows, is_nifti_dataset, label_slices, load_nifti_dataset,
+                                     read_dataset)
 from core.data.resolution import input_size_for
 from core.data.slices import SliceSet
 from core.data.synthetic import make_synthetic
@@ -55,16 +56,14 @@ def input_size(source: str | Path, num_classes: int = 1, sample: int = 400, axis
 
 def label_names(source: str | Path) -> list[str] | None:
     """The class names by value (background first) where the data names them (a NIfTI dataset), else None."""
-    if str(source) != SYNTHETIC and is_nifti_dataset(Path(source).expanduser()):
-        return list(read_dataset(Path(source).expanduser()).labels)
-    return None
+    dataset = _nifti_dataset(source)
+    return list(dataset.labels) if dataset else None
 
 
 def intensity_windows(source: str | Path) -> dict[int, Window]:
     """Fixed intensity windows by channel: a NIfTI dataset's CT channels (``ct_windows``); none otherwise."""
-    if str(source) != SYNTHETIC and is_nifti_dataset(Path(source).expanduser()):
-        return ct_windows(read_dataset(Path(source).expanduser()))
-    return {}
+    dataset = _nifti_dataset(source)
+    return ct_windows(dataset) if dataset else {}
 
 
 def channels_and_classes(source: str | Path) -> tuple[int, int]:
@@ -72,10 +71,15 @@ def channels_and_classes(source: str | Path) -> tuple[int, int]:
 
     A NIfTI dataset says so in its ``dataset.json``; images are RGB with binary masks.
     """
-    if str(source) != SYNTHETIC and is_nifti_dataset(Path(source).expanduser()):
-        dataset = read_dataset(Path(source).expanduser())
-        return len(dataset.channels), dataset.num_classes
-    return 3, 1
+    dataset = _nifti_dataset(source)
+    return (len(dataset.channels), dataset.num_classes) if dataset else (3, 1)
+
+
+def _nifti_dataset(source: str | Path) -> NiftiDataset | None:
+    """``source``'s ``dataset.json`` description where it is a NIfTI dataset, else None."""
+    if str(source) == SYNTHETIC or not is_nifti_dataset(Path(source).expanduser()):
+        return None
+    return read_dataset(Path(source).expanduser())
 
 
 def _load(source: str | Path, size: int | None, channels: int, num_classes: int,
