@@ -17,7 +17,7 @@ from core.data import SliceSet
 from core.evaluation import evaluate_model
 from core.inference import predict_images_by_level, probabilities_to_mask
 from core.levels import deepest, heads, level_key, level_name, model_levels
-from core.metrics import dice_score, headline
+from core.metrics import class_columns, dice_score, headline
 
 TOLERANCE = 0.01  # one Dice point
 
@@ -89,11 +89,8 @@ def results_table(result: dict[str, Any], class_names: Sequence[str] = ()) -> pd
     })
     if all("volume_dice_mean" in r for r in rows.values()):
         table["volume Dice"] = [r["volume_dice_mean"] for r in rows.values()]
-    per_class = sorted({k for r in rows.values() for k in r if k.startswith(("dice_class", "volume_dice_class"))})
-    for column in per_class:
-        metric, k = column.rsplit("_class", 1)
-        name = class_names[int(k)] if int(k) < len(class_names) else f"class {k}"
-        table[f"{'volume ' if metric.startswith('volume') else ''}Dice {name}"] = [r.get(column) for r in rows.values()]
+    for key, volume, name in class_columns(rows.values(), class_names):
+        table[f"{'volume ' if volume else ''}Dice {name}"] = [r.get(key) for r in rows.values()]
     return table
 
 

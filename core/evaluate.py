@@ -19,6 +19,7 @@ from core.data.intensity import windows_of
 from core.evaluation import evaluate_model, select_split, split_ids
 from core.files import atomic_write
 from core.levels import parse_level, short_name
+from core.metrics import class_columns
 from core.paths import DEFAULT_CHECKPOINT
 from core.runtime import add_device_flags, autocast_dtype, reexec_with_tuned_malloc, select_device
 
@@ -29,10 +30,10 @@ def format_table(result: dict[str, Any]) -> str:
                "ms_per_image"]
     rows = {level: row | ({"postprocessed_mean": row["postprocessed"]["volume_dice_mean"]} if "postprocessed" in row else {})
             for level, row in result["levels"].items()}
-    per_class = sorted({k for r in rows.values() for k in r if "_class" in k}, key=lambda k: (k.startswith("v"), k))
-    present = [c for c in columns if any(c in r for r in rows.values())] + per_class
-    names = result.get("labels") or []
-    headers = [_class_header(c, names) for c in present]
+    per_class = class_columns(rows.values(), result.get("labels") or [])
+    present = [c for c in columns if any(c in r for r in rows.values())] + [key for key, _, _ in per_class]
+    headers = [c for c in present if "_class" not in c] + [
+        f"{'vDice' if volume else 'Dice'} {name}"[:18] for _, volume, name in per_class]
     lines = [f"{'level':>6} " + " ".join(f"{h:>18}" for h in headers)]
     for level, row in rows.items():
         cells = []
@@ -42,15 +43,6 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"{short_name(level):>6} " + " ".join(cells))
     counts = f"{result['n_images']} images" + (f", {result['n_volumes']} volumes" if "n_volumes" in result else "")
     return "\n".join(lines + [counts])
-
-
-def _class_header(column: str, names: list[str]) -> str:
-    """``volume_dice_class2`` -> ``vDice enhancing`` (the label's name where the checkpoint has them)."""
-    if "_class" not in column:
-        return column
-    metric, k = column.rsplit("_class", 1)
-    name = names[int(k)] if int(k) < len(names) else f"class {k}"
-    return f"{'vDice' if metric.startswith('volume') else 'Dice'} {name}"[:18]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -169,6 +169,23 @@ class SegmentationMetrics:
         return result
 
 
+def class_columns(rows: Iterable[Mapping[str, float]], names: Sequence[str] = ()) -> list[tuple[str, bool, str]]:
+    """The per-class metrics in ``rows`` as ``(key, is volume Dice, class name)``, image Dice first.
+
+    ``names`` are the label names by value (background first); unnamed classes are ``class <k>``.
+
+    Example:
+        >>> class_columns([{"dice": 0.8, "dice_class2": 0.7, "volume_dice_class1": 0.6}], ["bg", "core"])
+        [('dice_class2', False, 'class 2'), ('volume_dice_class1', True, 'core')]
+    """
+    keys = sorted({k for row in rows for k in row if "_class" in k}, key=lambda k: (k.startswith("volume"), k))
+    columns = []
+    for key in keys:
+        metric, k = key.rsplit("_class", 1)
+        columns.append((key, metric.startswith("volume"), names[int(k)] if int(k) < len(names) else f"class {k}"))
+    return columns
+
+
 def headline(rows: Iterable[Mapping[str, float]]) -> tuple[str, str]:
     """``(key, label)`` of the score models are judged by: volume Dice where every row has it, else Dice.
 
