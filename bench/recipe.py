@@ -49,18 +49,36 @@ EXTRA_LEVERS = {  # measured on top of the combination
     "area_30min": ("the default recipe (combined + area sampling) with twice the budget: do more minutes pay?",
                    ["--sampling", "area", "--budget-minutes", "30"]),
     "coarse": ("combined + the first half of the budget at 64 px (progressive resizing)", ["--coarse-share", "0.5"]),
+    "area_coarse": ("the default recipe (combined + area sampling) + the first half of the budget at 64 px: do the two "
+                    "stack?", ["--sampling", "area", "--coarse-share", "0.5"]),
     "lr3e-3": ("combined at a peak learning rate of 3e-3", ["--lr", "3e-3"]),
     "width32": ("combined at width 32", ["--width", "32"]),
     "size256": ("combined at 256 px", ["--size", "256"]),
     "unet": ("combined, U-Net (the paper's comparison)", ["--arch", "unet"]),
     "unetpp_nods": ("combined, UNet++ without deep supervision", ["--no-deep-supervision"]),
 }
+GPU = ["--sampling", "area", "--budget-minutes", "7", "--budget-clock", "wall", "--device", "cuda"]
+GPU_VARIANTS = {  # run together on one H200 (with the shipped model's run): 10 processes time-sliced on one GPU
+    "gpu": ("the default recipe, 7 wall-clock minutes on an H200 shared by 10 runs (about 8 epochs each)", []),
+    "gpu_unet": ("as `gpu`, U-Net", ["--arch", "unet"]),
+    "gpu_unetpp_nods": ("as `gpu`, UNet++ without deep supervision", ["--no-deep-supervision"]),
+}
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "baseline": ("the previous defaults (ImageNet scaling, mild augmentation, plateau, no EMA)", []),
     "combined": ("all four levers", sum((flags for _, flags in LEVERS.values()), [])),
     **{name: (text, flags) for name, (text, flags) in LEVERS.items()},
     **{name: (text, sum((f for _, f in LEVERS.values()), []) + flags) for name, (text, flags) in EXTRA_LEVERS.items()},
+    **{name: (text, sum((f for _, f in LEVERS.values()), []) + GPU + flags) for name, (text, flags) in GPU_VARIANTS.items()},
 }
+
+
+def budget_of(variant: str) -> tuple[float, str]:
+    """The variant's budget: minutes, and the clock they count (its own flags override ``COMMON``'s)."""
+    flags = COMMON + VARIANTS[variant][1]
+
+    def value(name: str) -> str:  # the last occurrence wins, as in argparse
+        return flags[len(flags) - flags[::-1].index(name)]
+    return float(value("--budget-minutes")), value("--budget-clock")
 
 
 def command(variant: str, fold: int, data: str) -> list[str]:
@@ -143,7 +161,7 @@ def write_report() -> None:
         "",
         f"Each row is one variant trained on each of {FOLDS} folds of the 74 LGG patients (split by patient, "
         f"`--folds {FOLDS} --seed 0`), every run with the same budget of {BUDGET_MINUTES} minutes of one "
-        "core's time, and scored on its fold's validation patients with the model as it is at the end of "
+        "core's time (unless its row says otherwise), and scored on its fold's validation patients with the model as it is at the end of "
         "the run (no epoch picked on the validation patients). Numbers are the mean ± standard deviation "
         "over folds. Rebuild with `python bench/recipe.py run --data <kaggle_3m>` then "
         "`python bench/recipe.py report`.",
@@ -298,8 +316,9 @@ def cross_validated(variant: str) -> dict[str, Any]:
     levels = {level: {key: statistics.mean(f[level][key] for f in folds) for key in folds[0][level]
                       if all(key in f[level] for f in folds)} for level in folds[0]}
     deepest = str(max(int(level) for level in levels if level != "ens"))
+    minutes, clock = budget_of(variant)
     return levels[deepest] | {"levels": levels, "source": "cross-validation", "variant": variant, "folds": FOLDS,
-                              "budget_minutes": BUDGET_MINUTES}
+                              "budget_minutes": minutes, "budget_clock": clock}
 
 
 def ship(checkpoint: Path, out: Path, variant: str, data: str) -> dict[str, Any]:
