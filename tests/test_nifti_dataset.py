@@ -234,6 +234,21 @@ def test_ct_uses_one_hounsfield_window_from_training_to_prediction(tmp_path: Pat
     assert np.array_equal(scan.slices, trained.images)
 
 
+def test_a_resumed_ct_run_keeps_the_window_it_started_with(tmp_path: Path) -> None:
+    root = ct_dataset(tmp_path / "Dataset005_CT")
+    from core.checkpoint import load_checkpoint
+    from core.data import intensity_windows
+    run = tmp_path / "run"
+    train(root, run, "--epochs", 1, "--val-fraction", "0.34", "--size", 32)
+    saved = load_checkpoint(run / "last.pt")[1]["preprocessing"]["windows"]
+    label = nib.load(root / "labelsTr" / "ct0.nii.gz").get_fdata().astype(np.uint8)
+    save(root / "imagesTr" / "ct0_0000.nii.gz", np.where(label > 0, 300.0, -1000.0).astype(np.float32))
+    assert intensity_windows(root)[0] != tuple(saved["0"])  # the data now has another window
+    train(root, run, "--resume", "--epochs", 2)
+    _, meta = load_checkpoint(run / "last.pt")
+    assert meta["epoch"] == 2 and meta["preprocessing"]["windows"] == saved
+
+
 def test_a_coronal_model_trains_evaluates_and_writes_masks_on_the_input_grid(tmp_path: Path,
                                                                             image_mask_folder: Path) -> None:
     root = nnunet_dataset(tmp_path / "Dataset006_Toy", cases=4)

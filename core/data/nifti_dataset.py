@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,17 +196,25 @@ def _case_id(path: Path) -> str:
     return path.stem
 
 
-def _read(path: Path):  # noqa: ANN202 (nibabel image)
-    import nibabel as nib
-
+@contextmanager
+def quiet_nibabel() -> Iterator[None]:
+    """Silence nibabel's header warnings (printed to stderr) for the block; bad files become ``DataError``s."""
     quiet = logging.getLogger("nibabel.global")
     level, quiet.level = quiet.level, logging.CRITICAL
     try:
-        return nib.load(path)
-    except Exception as err:  # nibabel raises several types for broken files
-        raise DataError(f"{path}: not a readable NIfTI file ({err})") from None
+        yield
     finally:
         quiet.level = level
+
+
+def _read(path: Path):  # noqa: ANN202 (nibabel image)
+    import nibabel as nib
+
+    with quiet_nibabel():
+        try:
+            return nib.load(path)
+        except Exception as err:  # nibabel raises several types for broken files
+            raise DataError(f"{path}: not a readable NIfTI file ({err})") from None
 
 
 def _canonical(image, path: Path) -> np.ndarray:  # noqa: ANN001 (nibabel image)
@@ -291,7 +300,7 @@ def load_case(dataset: NiftiDataset, case: Case, channels: int, windows: dict[in
     return np.ascontiguousarray(images), np.ascontiguousarray(radiological_slices(label.astype(np.uint8), axis))
 
 
-def load_nifti_dataset(root: str | Path, size: int | None = None, channels: int | None = None,
+def load_nifti_dataset(root: str | Path | NiftiDataset, size: int | None = None, channels: int | None = None,
                        volumes: Collection[str] | None = None, windows: dict[int, Window] | None = None,
                        axis: str = "axial") -> SliceSet:
     """Decode the cases (those in ``volumes``, if given) into a ``SliceSet`` of slices along ``axis``.
@@ -299,7 +308,8 @@ def load_nifti_dataset(root: str | Path, size: int | None = None, channels: int 
     Slices are resized to ``size x size``; without a size, every case must have the same in-plane
     shape. ``windows`` are the CT windows (default: ``ct_windows`` of the dataset).
     """
-    dataset = read_dataset(root)
+    dataset = root if isinstance(root, NiftiDataset) else read_dataset(root)
+    root = dataset.root
     windows = ct_windows(dataset) if windows is None else windows
     cases = [c for c in dataset.cases if volumes is None or c.id in volumes]
     if not cases:
@@ -325,9 +335,14 @@ def load_nifti_dataset(root: str | Path, size: int | None = None, channels: int 
 
 
 def label_slices(root: str | Path, limit: int = 400, axis: str = "axial") -> list[np.ndarray]:
-    """Up to ``limit`` axial label slices spread over the cases: what ``core.data.resolution`` needs."""
+    """Up to ``limit`` label slices along ``axis``, spread over the cases: what ``core.data.resolution`` needs.
+
+    One label map is in memory at a time, so this stays small for datasets larger than memory.
+    """
     dataset = read_dataset(root)
+    per_case = max(1, limit // len(dataset.cases))
     masks = []
     for case in dataset.cases:
-        masks += list(radiological_slices(_canonical(_read(case.label), case.label).astype(np.uint8), axis))
-    return masks[:: max(1, -(-len(masks) // limit))]
+        slices = radiological_slices(_canonical(_read(case.label), case.label).astype(np.uint8), axis)
+        masks += [slices[k].copy() for k in np.linspace(0, len(slices) - 1, min(per_case, len(slices))).astype(int)]
+    return masks[:limit]

@@ -1,4 +1,4 @@
-"""An in-memory set of decoded 2D slices: the cache every data source fills once."""
+"""A set of decoded 2D slices: what every data source gives (in memory, or on disk for NIfTI datasets)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -10,18 +10,20 @@ import numpy as np
 from tqdm import tqdm
 
 from core.data.errors import DataError
+from core.data.store import SliceStore
 
 
 @dataclass
 class SliceSet:
-    """Decoded slices: ``images (N, H, W, C)`` uint8, ``masks (N, H, W)`` class indices.
+    """Decoded slices: ``images (N, H, W, C)`` uint8, ``masks (N, H, W)`` class indices, in memory or on disk
+    (``core.data.store.SliceStore``, read a slice at a time).
 
     ``volumes[i]`` names the volume (patient) slice ``i`` belongs to; ``names[i]`` identifies it.
     ``has_volumes`` is False when every slice is its own volume (a plain images/masks folder).
     """
 
-    images: np.ndarray
-    masks: np.ndarray
+    images: np.ndarray | SliceStore
+    masks: np.ndarray | SliceStore
     volumes: list[str]
     names: list[str]
     has_volumes: bool = True
@@ -31,8 +33,8 @@ class SliceSet:
 
     def subset(self, indices: Sequence[int]) -> "SliceSet":
         idx = np.asarray(indices, dtype=np.int64)
-        return SliceSet(
-            self.images[idx], self.masks[idx], [self.volumes[i] for i in idx],
+        return SliceSet(  # take: a copy in memory, a lazy subset on disk (core.data.store.SliceStore)
+            self.images.take(idx, axis=0), self.masks.take(idx, axis=0), [self.volumes[i] for i in idx],
             [self.names[i] for i in idx], self.has_volumes,
         )
 
@@ -41,9 +43,16 @@ class SliceSet:
         return self.subset([i for i, v in enumerate(self.volumes) if v in wanted])
 
     @property
+    def areas(self) -> np.ndarray:
+        """Foreground pixels per slice (kept beside the masks when they are on disk)."""
+        if isinstance(self.masks, np.ndarray):
+            return (self.masks > 0).reshape(len(self), -1).sum(1)
+        return self.masks.areas
+
+    @property
     def positive(self) -> np.ndarray:
         """Boolean per slice: the mask has any foreground."""
-        return self.masks.reshape(len(self), -1).max(1) > 0
+        return self.areas > 0
 
 
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:

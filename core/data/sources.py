@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.data.cache import cached_nifti_dataset
 from core.data.errors import DataError
 from core.data.folder import is_image_mask_folder, list_pairs, load_folder
 from core.data.io import read_mask
@@ -23,7 +24,7 @@ SYNTHETIC = "synthetic"
 def load_source(
     source: str | Path, size: int | None = None, channels: int = 3, num_classes: int = 1,
     volumes: Collection[str] | None = None, intensity: str = "none", windows: dict[int, Window] | None = None,
-    axis: str = "axial",
+    axis: str = "axial", cache: str | Path | None = None,
 ) -> SliceSet:
     """Load ``"synthetic"``, a ``kaggle_3m`` folder, an ``images/``+``masks/`` folder, or a NIfTI dataset
     (nnU-Net v2 raw or MSD layout, ``core.data.nifti_dataset``).
@@ -33,8 +34,18 @@ def load_source(
     is the policy of ``core.data.intensity`` applied to each volume; ``windows`` fix the intensity
     range of channels (a CT model's; default: a NIfTI dataset's own, see ``ct_windows``); ``axis``
     slices NIfTI volumes along another plane (``core.orientation``; other layouts are 2D already).
+    ``cache`` keeps a NIfTI dataset's slices on disk there (``core.data.cache``), for data larger than memory.
     """
-    slices = _load(source, size, channels, num_classes, volumes, windows, axis)
+    dataset = _nifti_dataset(source)
+    if dataset and dataset.num_classes != num_classes:
+        raise DataError(f"{dataset.root / 'dataset.json'}: its labels make {dataset.num_classes} classes, "
+                        f"not {num_classes}")
+    if dataset and cache is not None:
+        return cached_nifti_dataset(dataset, cache, size, channels, volumes, windows, axis, intensity)
+    if dataset:
+        slices = load_nifti_dataset(dataset, size, channels, volumes, windows, axis)
+    else:
+        slices = _load(source, size, channels, num_classes, volumes, axis)
     slices.images = standardize_volumes(slices.images, slices.volumes, intensity)
     return slices
 
@@ -83,18 +94,14 @@ def _nifti_dataset(source: str | Path) -> NiftiDataset | None:
 
 
 def _load(source: str | Path, size: int | None, channels: int, num_classes: int,
-          volumes: Collection[str] | None, windows: dict[int, Window] | None, axis: str) -> SliceSet:
+          volumes: Collection[str] | None, axis: str) -> SliceSet:
+    """The 2D layouts (and the synthetic demo), decoded into memory."""
     if str(source) == SYNTHETIC:
         synthetic = make_synthetic(size=size or 128)
         return synthetic if volumes is None else synthetic.select_volumes(volumes)
     root = data_folder(source)
-    if axis != "axial" and not is_nifti_dataset(root):
+    if axis != "axial":
         raise DataError(f"{root}: --axis {axis} slices NIfTI volumes; this data is 2D slices already")
-    if is_nifti_dataset(root):
-        expected = read_dataset(root).num_classes
-        if num_classes != expected:
-            raise DataError(f"{root / 'dataset.json'}: its labels make {expected} classes, not {num_classes}")
-        return load_nifti_dataset(root, size, channels, volumes, windows, axis)
     if is_image_mask_folder(root):
         return load_folder(root, size, channels, num_classes, volumes)
     if channels != 3 or num_classes != 1:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import logging
 import zlib
 
 import numpy as np
@@ -11,6 +10,7 @@ import numpy as np
 from core.data.errors import DataError
 from core.data.intensity import Window, to_uint8
 from core.data.io import to_channels
+from core.data.nifti_dataset import quiet_nibabel
 from core.orientation import radiological_slices, slice_spacing
 from core.scans.scan import Scan, channels_note, check_expanded, check_size, intensity_note
 
@@ -21,17 +21,14 @@ def read_nifti(name: str, data: bytes, channels: int, window: Window | None, axi
 
     if data[:2] == b"\x1f\x8b":
         data = _gunzip(name, data)
-    quiet = logging.getLogger("nibabel.global")
-    level, quiet.level = quiet.level, logging.CRITICAL  # its header checks would print to stderr
-    try:
-        image = nib.Nifti1Image.from_bytes(data)
-    except Exception as err:  # nibabel raises several types for broken headers
+    with quiet_nibabel():
         try:
-            image = nib.Nifti2Image.from_bytes(data)
-        except Exception:
-            raise DataError(f"{name}: not a readable NIfTI file ({err})") from None
-    finally:
-        quiet.level = level
+            image = nib.Nifti1Image.from_bytes(data)
+        except Exception as err:  # nibabel raises several types for broken headers
+            try:
+                image = nib.Nifti2Image.from_bytes(data)
+            except Exception:
+                raise DataError(f"{name}: not a readable NIfTI file ({err})") from None
     shape = image.shape
     if len(shape) == 4 and shape[3] == 1:
         shape = shape[:3]

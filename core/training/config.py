@@ -94,6 +94,9 @@ class TrainConfig:
                                        "area: as many slices drawn with probability half by lesion area, half "
                                        "uniform (Buda et al.)", ("positive", "area"))
     max_minutes: float | None = option(None, "stop after the epoch that would pass this time")
+    cache: str | None = option(None, "where a NIfTI dataset's slices are decoded once, as one .npy per case, and "
+                                     "read from during training (data larger than memory trains); reused while "
+                                     "the files and settings are unchanged (default: .cache beside the run folder)")
     max_volumes: int | None = option(None, "use only the first N volumes (patients), sorted by id: for quick tries")
     in_channels: int | None = option(None, "input channels (default: from the data: a NIfTI dataset's channels, "
                                            "else 3 (RGB))")

@@ -35,6 +35,7 @@ from tqdm import tqdm
 from core.checkpoint import CheckpointError, atomic_save, default_normalization, make_checkpoint, read_checkpoint
 from core.data import (EpochSampler, SliceDataset, SliceSet, channels_and_classes, input_size, intensity_windows,
                        label_names, load_source, split_volumes, train_augmentation)
+from core.data.intensity import windows_of
 from core.files import atomic_write
 from core.evaluation import evaluate_loader
 from core.inference import normalize
@@ -118,7 +119,7 @@ class Trainer:
         """Everything ``fit`` needs, in order: runtime, data, model and optimiser, resumed state, run folder."""
         self._setup_runtime()
         resume_state = self._resume_state()
-        windows = self._resolve_data_defaults()
+        windows = self._resolve_data_defaults(resume_state)
         self._setup_data(resume_state, windows)
         self._setup_model()
         if resume_state:
@@ -140,14 +141,18 @@ class Trainer:
         self.dtype = autocast_dtype(self.device, c.precision)
         self.clock = time.process_time if c.budget_clock == "cpu" else time.time
 
-    def _resolve_data_defaults(self) -> dict[int, tuple[float, float]]:
-        """Fill the options left to follow the data (channels, classes, intensity, size); return its CT windows."""
+    def _resolve_data_defaults(self, resume_state: dict[str, Any] | None) -> dict[int, tuple[float, float]]:
+        """Fill the options left to follow the data (channels, classes, intensity, size); return its CT windows
+        (a resumed run's own, as saved)."""
         c, data = self.config, self._data
         if c.in_channels is None or c.num_classes is None:
             channels, classes = (channels_and_classes(c.data) if data is None
                                  else (data.images.shape[-1], classes_in(data.masks)))
             c.in_channels, c.num_classes = c.in_channels or channels, c.num_classes or classes
-        windows = intensity_windows(c.data) if data is None else {}
+        if data is not None:
+            windows = {}
+        else:
+            windows = windows_of(resume_state["preprocessing"]) if resume_state else intensity_windows(c.data)
         if c.intensity is None:  # CT keeps its Hounsfield window; anything else is rescaled per volume
             c.intensity = "none" if windows else "volume"
         if c.size is None:
@@ -158,7 +163,8 @@ class Trainer:
         """The split (the saved one when resuming), the train and validation sets and their loaders."""
         c = self.config
         slices = self._data if self._data is not None else load_source(
-            c.data, c.size, c.in_channels, c.num_classes, intensity=c.intensity, windows=windows, axis=c.axis)
+            c.data, c.size, c.in_channels, c.num_classes, intensity=c.intensity, windows=windows, axis=c.axis,
+            cache=c.cache or Path(c.out).parent / ".cache")
         if c.max_volumes:
             slices = slices.select_volumes(sorted(set(slices.volumes))[: c.max_volumes])
         if resume_state:
@@ -179,7 +185,7 @@ class Trainer:
         if c.axis != "axial":
             self.normalization["axis"] = c.axis
 
-        areas = (self.train_set.masks > 0).reshape(len(self.train_set), -1).sum(1) if c.sampling == "area" else None
+        areas = self.train_set.areas if c.sampling == "area" else None
         self.sampler = EpochSampler(self.train_set.positive, c.empty_fraction, c.seed,
                                     self.dist.world_size, self.dist.rank, areas)
         loader_args = {"num_workers": c.workers, "persistent_workers": c.workers > 0,
