@@ -34,6 +34,10 @@ VARIANTS = {
     "default": ("no flag but the data (the size follows it)", []),
     "size128": ("the previous fixed size, 128 px", ["--size", "128"]),
     "epochs200": ("four times the default length (200 epochs of 2 steps)", ["--epochs", "200"]),
+    "positive": ("the previous sampling (every slice with foreground, plus a share of empty ones)",
+                 ["--sampling", "positive"]),
+    "seed1": ("no flag but the data, another seed (how much is seed noise?)", ["--seed", "1"]),
+    "positive_seed1": ("the previous sampling, another seed", ["--sampling", "positive", "--seed", "1"]),
 }
 
 
