@@ -108,13 +108,55 @@ def results_block() -> list[str]:
     return lines + verdict()
 
 
+CV_BEGIN, CV_END = "<!-- cv:begin -->", "<!-- cv:end -->"
+CV_SETS = [  # (budget, variants of docs/recipe.md for U-Net, UNet++ without and with deep supervision)
+    ("15 minutes of one CPU core each (the recipe study's budget; the `combined` recipe)",
+     ["unet", "unetpp_nods", "combined"]),
+    ("7 wall-clock minutes each, on one H200 shared by 10 runs (the default recipe)",
+     ["gpu_unet", "gpu_unetpp_nods", "gpu"]),
+]
+
+
+def spread(values: list[float]) -> str:
+    mean = sum(values) / len(values)
+    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+    return f"{mean:.3f} ± {sd:.3f}"
+
+
+def cross_validated_block() -> list[str]:
+    """The three networks on the recipe study's 3 patient folds (``docs/recipe/runs.json``), at equal time."""
+    runs = json.loads((DOCS / "recipe" / "runs.json").read_text())
+    lines: list[str] = []
+    for budget, variants in CV_SETS:
+        folds = [[runs[f"{v}/fold{k}"] for k in range(3) if f"{v}/fold{k}" in runs] for v in variants]
+        if any(len(f) < 3 for f in folds):
+            lines += [f"- {budget}: not all 9 runs are done yet (`python bench/recipe.py run --variants "
+                      f"{' '.join(variants)}`).", ""]
+            continue
+        lines += [f"### {budget[0].upper()}{budget[1:]}", "",
+                  "| network | variant | epochs | volume Dice mean | volume Dice median | slice Dice | per fold |",
+                  "|---|---|---|---|---|---|---|"]
+        for (_, label, _), variant, done in zip(ROWS, variants, folds):
+            deepest = [r["final"][max((lv for lv in r["final"] if lv != "ens"), key=int)] for r in done]
+            per_fold = " / ".join(f"{m['volume_dice_mean']:.3f}" for m in deepest)
+            lines.append(f"| {label} | `{variant}` | {sum(r['epochs'] for r in done) / 3:.1f} | "
+                         f"{spread([m['volume_dice_mean'] for m in deepest])} | "
+                         f"{spread([m['volume_dice_median'] for m in deepest])} | "
+                         f"{spread([m['dice'] for m in deepest])} | {per_fold} |")
+        lines.append("")
+    return lines
+
+
+def replace_block(text: str, begin: str, end: str, block: list[str]) -> str:
+    start, stop = text.index(begin) + len(begin), text.index(end)
+    return text[:start] + "\n" + "\n".join(block) + "\n" + text[stop:]
+
+
 def main() -> None:
     doc = DOCS / "results.md"
-    text = doc.read_text()
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    block = results_block()
-    doc.write_text(text[:start] + "\n" + "\n".join(block) + "\n" + text[end:])
-    print("\n".join(block))
+    block, cv = results_block(), cross_validated_block()
+    doc.write_text(replace_block(replace_block(doc.read_text(), BEGIN, END, block), CV_BEGIN, CV_END, cv))
+    print("\n".join(block + cv))
 
 
 if __name__ == "__main__":
