@@ -19,7 +19,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -29,6 +28,7 @@ from core.data.nifti_dataset import is_nifti_dataset, load_case, read_dataset
 from core.orientation import from_slices
 from core.scans.scan import nifti_bytes
 from core.files import atomic_write
+from core.outputs import image_bytes
 
 LGG_CHANNELS = ["pre-contrast", "FLAIR", "post-contrast"]
 LGG_LABELS = {"background": 0, "abnormality": 1}
@@ -67,16 +67,9 @@ def nifti_to_lgg(source: Path, out: Path) -> int:
         images, masks = load_case(dataset, case, len(dataset.channels))
         for n, (image, mask) in enumerate(zip(images, masks), start=1):
             rgb = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
-            atomic_write(out / case.id / f"{case.id}_{n}.tif", _tiff(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)))
-            atomic_write(out / case.id / f"{case.id}_{n}_mask.tif", _tiff(mask * 255))
+            atomic_write(out / case.id / f"{case.id}_{n}.tif", image_bytes(rgb, ".tif"))
+            atomic_write(out / case.id / f"{case.id}_{n}_mask.tif", image_bytes(mask * 255, ".tif"))
     return len(dataset.cases)
-
-
-def _tiff(image: np.ndarray) -> bytes:
-    ok, encoded = cv2.imencode(".tif", image)
-    if not ok:
-        raise DataError("could not encode a TIFF slice")
-    return encoded.tobytes()
 
 
 def convert(source: Path, out: Path) -> str:

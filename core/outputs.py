@@ -18,17 +18,19 @@ from core.lesions import csv_text, slice_rows
 SUFFIXES = (*VOLUME_SUFFIXES, *IMAGE_SUFFIXES)
 
 
-def png_bytes(image: np.ndarray) -> bytes:
-    """An RGB (H, W, 3) or grey (H, W) uint8 image as PNG bytes.
+def image_bytes(image: np.ndarray, suffix: str = ".png") -> bytes:
+    """An RGB (H, W, 3) or grey (H, W) uint8 image encoded as ``suffix`` (``.png``, ``.tif``, ...).
 
     Example:
-        >>> png_bytes(np.zeros((2, 2), np.uint8))[:8]
+        >>> image_bytes(np.zeros((2, 2), np.uint8))[:8]
         b'\\x89PNG\\r\\n\\x1a\\n'
+        >>> image_bytes(np.zeros((2, 2, 3), np.uint8), ".tif")[:2]
+        b'II'
     """
     bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
-    ok, buffer = cv2.imencode(".png", bgr)
+    ok, buffer = cv2.imencode(suffix, bgr)
     if not ok:
-        raise ValueError("PNG encoding failed")
+        raise ValueError(f"{suffix} encoding failed")
     return buffer.tobytes()
 
 
@@ -88,13 +90,13 @@ def unique_stems(names: list[str]) -> list[str]:
 
 def slice_masks_zip(masks: np.ndarray, stem: str) -> bytes:
     """0/255 masks ``(S, H, W)`` as a zip of ``<stem>_slice001.png`` ..."""
-    return zip_bytes({f"{stem}_slice{i + 1:03d}.png": png_bytes(m) for i, m in enumerate(masks)})
+    return zip_bytes({f"{stem}_slice{i + 1:03d}.png": image_bytes(m) for i, m in enumerate(masks)})
 
 
 def write_outputs(scan: Scan, lesion: np.ndarray, masks: np.ndarray, out: Path, stem: str) -> list[Path]:
     """``<stem>_mask.png`` for an image; ``_mask.nii.gz``, ``_masks.zip`` and ``_slices.csv`` for a volume."""
     if not scan.is_volume:
-        files = {f"{stem}_mask.png": png_bytes(masks[0])}
+        files = {f"{stem}_mask.png": image_bytes(masks[0])}
     else:
         files = {f"{stem}_mask.nii.gz": scan.mask_nifti_bytes(label_values(masks)),
                  f"{stem}_masks.zip": slice_masks_zip(masks, stem),

@@ -16,7 +16,7 @@ from core.data.intensity import windows_of
 from core.inference import label_values
 from core.levels import default_level, level_name, model_levels
 from core.lesions import csv_text
-from core.outputs import png_bytes, slice_masks_zip, unique_stems, zip_bytes
+from core.outputs import image_bytes, slice_masks_zip, unique_stems, zip_bytes
 from core.postprocess import rule_of
 
 setup_page("Segment")
@@ -103,7 +103,7 @@ def show_image(r: Result) -> None:
     cols[0].metric("Lesion area", f"{pixels:,} px")
     cols[1].metric("Share of the image", f"{100 * pixels / r.masks[0].size:.2f} %")
     for col, kind, image in ((cols[2], "mask", r.masks[0]), (cols[3], "overlay", picture)):
-        col.download_button(f"{kind.capitalize()} PNG", png_bytes(image), f"{r.stem}_{kind}.png", "image/png",
+        col.download_button(f"{kind.capitalize()} PNG", image_bytes(image), f"{r.stem}_{kind}.png", "image/png",
                             icon=":material/download:", on_click="ignore", key=f"{kind}_{r.stem}")
     input_notes(r)
 
@@ -158,7 +158,7 @@ if len(results) > 1:
             files[f"{r.stem}_mask.nii.gz"] = r.scan.mask_nifti_bytes(label_values(r.masks))
             files[f"{r.stem}_slices.csv"] = csv_text(r.rows).encode()
         else:
-            files[f"{r.stem}_mask.png"] = png_bytes(r.masks[0])
+            files[f"{r.stem}_mask.png"] = image_bytes(r.masks[0])
     st.download_button(f"Download all masks ({len(results)} files, zip)", zip_bytes(files), "segmentations.zip",
                        "application/zip", icon=":material/folder_zip:", on_click="ignore")
 
