@@ -17,10 +17,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from core.data.errors import DataError
 from core.data.intensity import Window, standardize
-from core.data.nifti_dataset import Case, NiftiDataset, ct_windows, load_case
-from core.data.slices import SliceSet, resize_pair
+from core.data.nifti_dataset import Case, NiftiDataset, Selection, check_shapes
+from core.data.slices import SliceSet
 from core.data.store import SliceStore
 from core.files import atomic_file, atomic_write
 
@@ -36,21 +35,18 @@ def cached_nifti_dataset(dataset: NiftiDataset, cache: str | Path, size: int | N
 
     Same slices as ``load_nifti_dataset`` followed by ``standardize`` per case, but on disk.
     """
-    root = dataset.root
-    windows = ct_windows(dataset) if windows is None else windows
-    cases = [c for c in dataset.cases if volumes is None or c.id in volumes]
-    if not cases:
-        raise DataError(f"{root}: none of the {len(volumes or ())} requested cases are here")
-    channels = channels or len(dataset.channels)
-    settings = {"format": FORMAT, "dataset": str(Path(root).resolve()), "size": size, "channels": channels,
-                "windows": {str(k): list(w) for k, w in sorted(windows.items())}, "axis": axis, "intensity": intensity}
+    chosen = Selection.of(dataset, volumes, channels, windows)
+    cases = chosen.cases
+    settings = {"format": FORMAT, "dataset": str(dataset.root.resolve()), "size": size, "channels": chosen.channels,
+                "windows": {str(k): list(w) for k, w in sorted(chosen.windows.items())}, "axis": axis,
+                "intensity": intensity}
     folder = Path(cache).expanduser() / hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     index_path = folder / INDEX
     index = json.loads(index_path.read_text()) if index_path.exists() else {"settings": settings, "cases": {}}
     stale = [c for c in cases if not _fresh(index["cases"].get(c.id), c, folder)]
 
     def build(case: Case) -> tuple[str, dict[str, Any]]:
-        return case.id, _write_case(dataset, case, folder, size, channels, windows, axis, intensity)
+        return case.id, _write_case(chosen, case, folder, size, axis, intensity)
 
     if stale:
         folder.mkdir(parents=True, exist_ok=True)
@@ -60,11 +56,9 @@ def cached_nifti_dataset(dataset: NiftiDataset, cache: str | Path, size: int | N
                 index["cases"][case_id] = entry
                 atomic_write(index_path, json.dumps(index))  # after each case: an interrupted build resumes
     entries = [index["cases"][c.id] for c in cases]
-    shapes = {tuple(e["shape"]) for e in entries}
-    if len(shapes) > 1:
-        raise DataError(f"{root}: cases have different slice shapes {sorted(shapes)[:3]}; pass a size to resize them")
+    check_shapes(dataset.root, [tuple(e["shape"]) for e in entries])
     counts = [e["slices"] for e in entries]
-    shape = next(iter(shapes))
+    shape = entries[0]["shape"]
     return SliceSet(
         SliceStore([folder / f"{c.id}.images.npy" for c in cases], counts, shape),
         SliceStore([folder / f"{c.id}.masks.npy" for c in cases], counts, shape[:2],
@@ -84,14 +78,12 @@ def _fresh(entry: dict[str, Any] | None, case: Case, folder: Path) -> bool:
             and all((folder / f"{case.id}.{kind}.npy").exists() for kind in ("images", "masks")))
 
 
-def _write_case(dataset: NiftiDataset, case: Case, folder: Path, size: int | None, channels: int,
-                windows: dict[int, Window], axis: str, intensity: str) -> dict[str, Any]:
+def _write_case(chosen: Selection, case: Case, folder: Path, size: int | None, axis: str,
+                intensity: str) -> dict[str, Any]:
     """Decode, resize and standardize one case, write its two arrays, and describe them for the index."""
     stamp = _stamp(case)  # before reading: a file changed meanwhile is rebuilt next time
-    images, masks = load_case(dataset, case, channels, windows, axis)
-    pairs = [resize_pair(i, m, size) for i, m in zip(images, masks)]
-    images = standardize(np.stack([p[0] for p in pairs]), intensity)
-    masks = np.stack([p[1] for p in pairs])
+    images, masks = chosen.decode(case, size, axis)
+    images = standardize(images, intensity)
     _save(folder / f"{case.id}.images.npy", images)
     _save(folder / f"{case.id}.masks.npy", masks)
     return {"stamp": stamp, "slices": len(images), "shape": list(images.shape[1:]),

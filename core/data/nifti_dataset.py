@@ -300,6 +300,37 @@ def load_case(dataset: NiftiDataset, case: Case, channels: int, windows: dict[in
     return np.ascontiguousarray(images), np.ascontiguousarray(radiological_slices(label.astype(np.uint8), axis))
 
 
+@dataclass
+class Selection:
+    """What both NIfTI loaders (in memory here, on disk in ``core.data.cache``) decode: the cases asked for,
+    with the channel count and the CT windows resolved."""
+
+    dataset: NiftiDataset
+    cases: list[Case]
+    channels: int
+    windows: dict[int, Window]
+
+    @classmethod
+    def of(cls, dataset: NiftiDataset, volumes: Collection[str] | None, channels: int | None,
+           windows: dict[int, Window] | None) -> "Selection":
+        cases = [c for c in dataset.cases if volumes is None or c.id in volumes]
+        if not cases:
+            raise DataError(f"{dataset.root}: none of the {len(volumes or ())} requested cases are here")
+        return cls(dataset, cases, channels or len(dataset.channels), ct_windows(dataset) if windows is None else windows)
+
+    def decode(self, case: Case, size: int | None, axis: str) -> tuple[np.ndarray, np.ndarray]:
+        """One case's slices along ``axis``, resized to ``size``: ``(images (S, H, W, C), masks (S, H, W))``."""
+        images, masks = load_case(self.dataset, case, self.channels, self.windows, axis)
+        pairs = [resize_pair(i, m, size) for i, m in zip(images, masks)]
+        return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+def check_shapes(root: Path, shapes: Collection[tuple[int, ...]]) -> None:
+    if len(set(shapes)) > 1:
+        raise DataError(f"{root}: cases have different slice shapes {sorted(set(shapes))[:3]}; "
+                        "pass a size to resize them")
+
+
 def load_nifti_dataset(root: str | Path | NiftiDataset, size: int | None = None, channels: int | None = None,
                        volumes: Collection[str] | None = None, windows: dict[int, Window] | None = None,
                        axis: str = "axial") -> SliceSet:
@@ -308,25 +339,12 @@ def load_nifti_dataset(root: str | Path | NiftiDataset, size: int | None = None,
     Slices are resized to ``size x size``; without a size, every case must have the same in-plane
     shape. ``windows`` are the CT windows (default: ``ct_windows`` of the dataset).
     """
-    dataset = root if isinstance(root, NiftiDataset) else read_dataset(root)
-    root = dataset.root
-    windows = ct_windows(dataset) if windows is None else windows
-    cases = [c for c in dataset.cases if volumes is None or c.id in volumes]
-    if not cases:
-        raise DataError(f"{root}: none of the {len(volumes or ())} requested cases are here")
-    channels = channels or len(dataset.channels)
-
-    def one(case: Case) -> tuple[np.ndarray, np.ndarray]:
-        images, masks = load_case(dataset, case, channels, windows, axis)
-        pairs = [resize_pair(i, m, size) for i, m in zip(images, masks)]
-        return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
-
+    chosen = Selection.of(root if isinstance(root, NiftiDataset) else read_dataset(root), volumes, channels, windows)
+    cases = chosen.cases
     with ThreadPoolExecutor(max_workers=2) as pool:
-        decoded = list(tqdm(pool.map(one, cases), total=len(cases), desc="decoding NIfTI cases", unit="case",
-                            leave=False, disable=len(cases) < 8))
-    shapes = {d[0].shape[1:] for d in decoded}
-    if len(shapes) > 1:
-        raise DataError(f"{root}: cases have different slice shapes {sorted(shapes)[:3]}; pass a size to resize them")
+        decoded = list(tqdm(pool.map(lambda case: chosen.decode(case, size, axis), cases), total=len(cases),
+                            desc="decoding NIfTI cases", unit="case", leave=False, disable=len(cases) < 8))
+    check_shapes(chosen.dataset.root, [d[0].shape[1:] for d in decoded])
     return SliceSet(
         np.concatenate([d[0] for d in decoded]), np.concatenate([d[1] for d in decoded]),
         [c.id for c, d in zip(cases, decoded) for _ in range(len(d[0]))],
