@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="the checkpoint's validation (or training) volumes, or all slices")
     p.add_argument("--levels", nargs="+", default=None, help="levels to evaluate: 1 2 3 4 ens (default all)")
     p.add_argument("--json", type=Path, default=None, help="write the result here")
+    p.add_argument("--cache", type=Path, default=None,
+                   help="read a NIfTI dataset through this slice cache (core.train keeps one in .cache beside its "
+                        "run folder), for data larger than memory; default: decode the cases asked for into memory")
     add_device_flags(p)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--timing-repeats", type=int, default=10, help="forward passes timed per level (median)")
@@ -64,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         pre = meta["preprocessing"]
         wanted = split_ids(meta, args.split)
         slices = load_source(args.data, pre.get("input_size"), model.in_channels, model.num_classes, wanted,
-                             pre.get("intensity", "none"), windows_of(pre), pre.get("axis", "axial"))
+                             pre.get("intensity", "none"), windows_of(pre), pre.get("axis", "axial"), args.cache)
         slices = select_split(slices, meta, args.split)
         levels = [parse_level(level) for level in args.levels] if args.levels else None
         result = evaluate_model(model, meta, slices, levels, autocast_dtype(device, args.precision),

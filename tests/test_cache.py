@@ -11,7 +11,7 @@ import pytest
 
 from core.data import load_source
 from core.data.store import SliceStore
-from test_nifti_dataset import case_arrays, ct_dataset, msd_dataset, nnunet_dataset, save, train
+from test_nifti_dataset import case_arrays, cli, ct_dataset, msd_dataset, nnunet_dataset, save, train
 
 
 def cache_files(cache: Path) -> dict[str, int]:
@@ -76,3 +76,12 @@ def test_training_reads_the_cache_beside_the_run_and_a_second_run_reuses_it(tmp_
     assert history[-1]["event"] == "end" and history[-1]["reason"] == "completed"
     train(root, runs / "c", "--epochs", 1, "--size", 32, "--cache", tmp_path / "elsewhere")
     assert cache_files(tmp_path / "elsewhere")
+
+    scores = []  # core.evaluate reads the same slices through the run's cache as decoded into memory
+    for extra in ([], ["--cache", runs / ".cache"]):
+        out = tmp_path / f"eval{len(extra)}.json"
+        result = cli("evaluate", "--checkpoint", runs / "a" / "last.pt", "--data", root, "--split", "all",
+                     "--timing-repeats", 1, "--json", out, *extra)
+        assert result.returncode == 0, result.stderr[-2000:]
+        scores.append({k: v for k, v in json.loads(out.read_text())["levels"]["4"].items() if "dice" in k})
+    assert scores[0] == scores[1] and cache_files(runs / ".cache") == built
