@@ -140,3 +140,15 @@ def test_self_distillation_pulls_shallow_heads_towards_the_deepest() -> None:
     plain = torch.full((2, 1, 8, 8), 2.0, requires_grad=True)
     base([student.detach(), plain], target).backward()
     assert torch.allclose(teacher.grad, plain.grad)  # the teacher gets only its own segmentation gradient
+
+
+def test_the_nested_post_processing_estimate_never_scores_a_fold_with_a_rule_chosen_on_it() -> None:
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from recipe import nested_score
+
+    # rule "a" is best on patients p1 and p3, "b" on p2; each fold gets the rule the other two prefer
+    rules = {"a": {"p1": 0.9, "p2": 0.1, "p3": 0.5}, "b": {"p1": 0.2, "p2": 0.8, "p3": 0.4}}
+    folds = {"p1": 0, "p2": 1, "p3": 2}
+    assert nested_score(rules, folds) == pytest.approx((0.2 + 0.1 + 0.5) / 3)  # below either rule's own mean
+    assert nested_score(rules, folds) < max(np.mean(list(r.values())) for r in rules.values())
