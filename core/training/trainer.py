@@ -135,6 +135,8 @@ class Trainer:
         if c.threads:
             torch.set_num_threads(c.threads)
         self.dist, self.device = Distributed.from_env(select_device(c.device))
+        if self.device.type == "cuda":  # one input size per run: let cuDNN time its kernels once and keep the fastest
+            torch.backends.cudnn.benchmark = True
         self.history.write = self.dist.is_main
         torch.manual_seed(c.seed)  # the same initial weights on every rank
         np.random.seed(c.seed + self.dist.rank)  # different augmentations on each
