@@ -353,8 +353,9 @@ def ship(checkpoint: Path, out: Path, variant: str, data: str) -> dict[str, Any]
     shipped = {k: v for k, v in data_.items() if k not in ("optimizer", "scheduler", "train_state_dict")}
     deepest = str(max(int(level) for level in tuned["best"]))
     shipped["postprocessing"] = {k: v for k, v in tuned["best"][deepest].items() if k != "volume_dice_mean"}
-    shipped["metrics"] = cross_validated(variant) | {"postprocessed_volume_dice_mean": tuned["best"][deepest][
-        "volume_dice_mean"]}
+    # the nested estimate (each fold scored with the rule chosen on the others) where tune made one
+    postprocessed = tuned.get("nested", {}).get(deepest, tuned["best"][deepest]["volume_dice_mean"])
+    shipped["metrics"] = cross_validated(variant) | {"postprocessed_volume_dice_mean": postprocessed}
     model, meta = model_from(shipped, checkpoint)
     pre = meta["preprocessing"]
     slices = load_source(data, pre["input_size"], model.in_channels, model.num_classes, meta["split"]["train"],
