@@ -33,6 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from core.files import atomic_write  # noqa: E402
+from core.training.history import read_history  # noqa: E402
 
 SIZE, SLICES = 256, 200
 CGROUP = Path("/sys/fs/cgroup/memory/unetpp_out_of_core")
@@ -88,8 +89,7 @@ def train_code(data: Path, out: Path, cache: Path) -> str:
 
 
 def steps_done(run: Path) -> int:
-    events = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines() if line.strip()]
-    return sum(1 for e in events if e["event"] == "step")
+    return sum(1 for e in read_history(run / "history.jsonl") if e["event"] == "step")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -342,7 +342,7 @@ def ship(checkpoint: Path, out: Path, variant: str, data: str) -> dict[str, Any]
     """Write ``checkpoint`` as the shipped model: weights and metadata only, with the post-processing rule
     ``tune`` chose for its deepest head, its recipe's cross-validated metrics as ``metrics``, and its
     fit on the patients it was trained on (``training_fit``, what ``core.evaluate --split train`` gives)."""
-    from core.checkpoint import atomic_save, model_from, read_checkpoint
+    from core.checkpoint import atomic_save, model_from, read_checkpoint, without_training_state
     from core.data import load_source
     from core.evaluation import evaluate_model
 
@@ -350,7 +350,7 @@ def ship(checkpoint: Path, out: Path, variant: str, data: str) -> dict[str, Any]
         raise SystemExit(f"no {tuned_path(variant)}: run tune --variant {variant} first")
     tuned = json.loads(tuned_path(variant).read_text())
     data_ = read_checkpoint(checkpoint)
-    shipped = {k: v for k, v in data_.items() if k not in ("optimizer", "scheduler", "train_state_dict")}
+    shipped = without_training_state(data_)
     deepest = str(max(int(level) for level in tuned["best"]))
     shipped["postprocessing"] = {k: v for k, v in tuned["best"][deepest].items() if k != "volume_dice_mean"}
     # the nested estimate (each fold scored with the rule chosen on the others) where tune made one

@@ -107,6 +107,14 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[nn.
     return model.to(device), meta
 
 
+TRAINING_STATE = ("optimizer", "scheduler", "train_state_dict")  # what only --resume needs
+
+
+def without_training_state(data: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint dict with weights and metadata only: what is shipped or brought back from a GPU machine."""
+    return {k: v for k, v in data.items() if k not in TRAINING_STATE}
+
+
 def model_from(data: dict[str, Any], path: str | Path = "checkpoint") -> tuple[nn.Module, dict[str, Any]]:
     """``(model in eval mode, metadata)`` from a checkpoint dict as ``read_checkpoint`` returns it.
 

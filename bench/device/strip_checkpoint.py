@@ -1,10 +1,16 @@
-"""Drop the optimiser and training state from checkpoints (weights and metadata stay), to bring them back small."""
+"""Drop the optimiser and training state from checkpoints (weights and metadata stay), to bring them back small.
+
+    python3 bench/device/strip_checkpoint.py runs/*/last.pt
+"""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from core.checkpoint import without_training_state  # noqa: E402
+
 for path in sys.argv[1:]:
-    data = torch.load(path, map_location="cpu", weights_only=True)
-    torch.save({k: v for k, v in data.items() if k not in ("optimizer", "scheduler", "train_state_dict")}, path)
+    torch.save(without_training_state(torch.load(path, map_location="cpu", weights_only=True)), path)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Collection
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -45,16 +44,11 @@ def cached_nifti_dataset(dataset: NiftiDataset, cache: str | Path, size: int | N
     index = json.loads(index_path.read_text()) if index_path.exists() else {"settings": settings, "cases": {}}
     stale = [c for c in cases if not _fresh(index["cases"].get(c.id), c, folder)]
 
-    def build(case: Case) -> tuple[str, dict[str, Any]]:
-        return case.id, _write_case(chosen, case, folder, size, axis, intensity)
-
     if stale:
         folder.mkdir(parents=True, exist_ok=True)
-        with ThreadPoolExecutor(max_workers=1) as pool:  # one case in memory at a time, decoded beside the writes
-            for case_id, entry in tqdm(pool.map(build, stale), total=len(stale), desc=f"caching NIfTI cases in {folder}",
-                                       unit="case", leave=False):
-                index["cases"][case_id] = entry
-                atomic_write(index_path, json.dumps(index))  # after each case: an interrupted build resumes
+    for case in tqdm(stale, desc=f"caching NIfTI cases in {folder}", unit="case", leave=False):  # one in memory
+        index["cases"][case.id] = _write_case(chosen, case, folder, size, axis, intensity)
+        atomic_write(index_path, json.dumps(index))  # after each case: an interrupted build resumes
     entries = [index["cases"][c.id] for c in cases]
     check_shapes(dataset.root, [tuple(e["shape"]) for e in entries])
     counts = [e["slices"] for e in entries]

@@ -33,12 +33,12 @@ class SliceStore:
     def __init__(self, files: Sequence[str | Path], counts: Sequence[int], slice_shape: Sequence[int],
                  areas: np.ndarray | None = None, rows: np.ndarray | None = None) -> None:
         self.files = [str(f) for f in files]
-        self.counts = [int(c) for c in counts]
         self.slice_shape = tuple(int(s) for s in slice_shape)
         self.offsets = [_data_offset(f) for f in self.files]
-        total = sum(self.counts)
-        self._file = np.repeat(np.arange(len(self.files)), self.counts)
-        self._row_in_file = np.arange(total) - np.repeat(np.cumsum([0, *self.counts[:-1]]), self.counts)
+        counts = [int(c) for c in counts]
+        total = sum(counts)
+        self._file = np.repeat(np.arange(len(self.files)), counts)
+        self._row_in_file = np.arange(total) - np.repeat(np.cumsum([0, *counts[:-1]]), counts)
         self._areas = np.zeros(total, np.int64) if areas is None else np.asarray(areas, np.int64)
         self.rows = np.arange(total) if rows is None else np.asarray(rows, np.int64)
 
@@ -47,10 +47,6 @@ class SliceStore:
     @property
     def shape(self) -> tuple[int, ...]:
         return (len(self.rows), *self.slice_shape)
-
-    @property
-    def ndim(self) -> int:
-        return 1 + len(self.slice_shape)
 
     @property
     def areas(self) -> np.ndarray:
