@@ -27,6 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the project's core/, when run as a script
 from core.files import atomic_write  # noqa: E402
+from core.training.history import read_history  # noqa: E402
 RUNS = ROOT / "runs" / "recipe"
 RESULTS = ROOT / "docs" / "recipe" / "runs.json"
 DOC = ROOT / "docs" / "recipe.md"
@@ -89,16 +90,16 @@ def command(variant: str, fold: int, data: str) -> list[str]:
 
 def finished(run: Path) -> bool:
     """True when the run's history ends with an ``end`` event that is not a stop."""
-    history = run / "history.jsonl"
-    if not history.exists():
-        return False
-    events = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
+    events = read_history(run / "history.jsonl")
     return bool(events) and events[-1]["event"] == "end" and events[-1]["reason"] != "stopped"
 
 
 def run_all(data: str, jobs: int, variants: list[str]) -> None:
-    """Train every missing run, ``jobs`` at a time; a cut-off run resumes from its ``last.pt``."""
-    queue = [(v, k) for v in variants for k in range(FOLDS) if not finished(RUNS / v / f"fold{k}")]
+    """Train every run that is neither finished nor kept in ``docs/recipe/runs.json``, ``jobs`` at a time;
+    a cut-off run resumes from its ``last.pt``."""
+    kept = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    queue = [(v, k) for v in variants for k in range(FOLDS)
+             if f"{v}/fold{k}" not in kept and not finished(RUNS / v / f"fold{k}")]
     running: list[tuple[subprocess.Popen, str]] = []
     while queue or running:
         while queue and len(running) < jobs:
@@ -120,8 +121,7 @@ def run_all(data: str, jobs: int, variants: list[str]) -> None:
 
 def summarize(run: Path) -> dict[str, Any]:
     """What the report needs of one finished run: its final model's metrics per level and its curve."""
-    events = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines() if line.strip()]
-    epochs = [e for e in events if e["event"] == "epoch"]
+    epochs = [e for e in read_history(run / "history.jsonl") if e["event"] == "epoch"]
     final = epochs[-1]["val_levels"]
     return {
         "epochs": len(epochs),
