@@ -394,10 +394,13 @@ def main(argv: list[str] | None = None) -> int:
     elif args.action == "ship":
         print(json.dumps(ship(args.checkpoint, args.out, args.variant, args.data), indent=1, default=str))
     elif args.action == "status":
+        kept = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
         for variant in VARIANTS:
             for fold in range(FOLDS):
                 run = RUNS / variant / f"fold{fold}"
-                print(f"{variant:>13} fold {fold}: {'done' if finished(run) else 'started' if run.exists() else '-'}")
+                state = ("done" if finished(run) else "started" if run.exists()
+                         else "kept" if f"{variant}/fold{fold}" in kept else "-")
+                print(f"{variant:>15} fold {fold}: {state}")
     else:
         write_report()
     return 0

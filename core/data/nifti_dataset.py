@@ -341,9 +341,9 @@ def load_nifti_dataset(root: str | Path | NiftiDataset, size: int | None = None,
     """
     chosen = Selection.of(root if isinstance(root, NiftiDataset) else read_dataset(root), volumes, channels, windows)
     cases = chosen.cases
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with ThreadPoolExecutor(max_workers=2) as pool:  # the bar: for 8 cases or more, on a terminal (None)
         decoded = list(tqdm(pool.map(lambda case: chosen.decode(case, size, axis), cases), total=len(cases),
-                            desc="decoding NIfTI cases", unit="case", leave=False, disable=len(cases) < 8))
+                            desc="decoding NIfTI cases", unit="case", leave=False, disable=len(cases) < 8 or None))
     check_shapes(chosen.dataset.root, [d[0].shape[1:] for d in decoded])
     return SliceSet(
         np.concatenate([d[0] for d in decoded]), np.concatenate([d[1] for d in decoded]),

@@ -95,9 +95,9 @@ def decode_all(
             )
         return resize_pair(image, mask, size)
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with ThreadPoolExecutor(max_workers=4) as pool:  # the bar: for 200 slices or more, on a terminal (None)
         pairs = list(tqdm(pool.map(one, range(len(items))), total=len(items), desc=description,
-                          unit="slice", leave=False, disable=len(items) < 200))
+                          unit="slice", leave=False, disable=len(items) < 200 or None))
     shapes = {p[0].shape for p in pairs}
     if len(shapes) > 1:
         raise DataError(f"slices have different sizes {sorted(shapes)[:3]}...; pass a size to resize them")
