@@ -53,6 +53,8 @@ EXTRA_LEVERS = {  # measured on top of the combination
     "area_coarse": ("the default recipe (combined + area sampling) + the first half of the budget at 64 px: do the two "
                     "stack?", ["--sampling", "area", "--coarse-share", "0.5"]),
     "lr3e-3": ("combined at a peak learning rate of 3e-3", ["--lr", "3e-3"]),
+    "context1": ("the default recipe + the slices above and below as 6 more channels (2.5D, "
+                 "`bench/context_slices.py`)", ["--sampling", "area", "--context", "1"]),
     "width32": ("combined at width 32", ["--width", "32"]),
     "size256": ("combined at 256 px", ["--size", "256"]),
     "unet": ("combined, U-Net (the paper's comparison)", ["--arch", "unet"]),
@@ -83,9 +85,12 @@ def budget_of(variant: str) -> tuple[float, str]:
 
 
 def command(variant: str, fold: int, data: str) -> list[str]:
-    """The ``core.train`` command of one run (``--resume`` is added when it continues)."""
-    return [sys.executable, "-m", "core.train", "--data", data, "--out", str(RUNS / variant / f"fold{fold}"),
-            *COMMON, "--fold", str(fold), *BASELINE, *VARIANTS[variant][1]]
+    """The ``core.train`` command of one run (``--resume`` is added when it continues); ``--context``
+    runs go through ``bench/context_slices.py``, which takes the same flags."""
+    flags = VARIANTS[variant][1]
+    program = [str(ROOT / "bench" / "context_slices.py")] if "--context" in flags else ["-m", "core.train"]
+    return [sys.executable, *program, "--data", data, "--out", str(RUNS / variant / f"fold{fold}"),
+            *COMMON, "--fold", str(fold), *BASELINE, *flags]
 
 
 def finished(run: Path) -> bool:
