@@ -152,3 +152,26 @@ def test_the_nested_post_processing_estimate_never_scores_a_fold_with_a_rule_cho
     folds = {"p1": 0, "p2": 1, "p3": 2}
     assert nested_score(rules, folds) == pytest.approx((0.2 + 0.1 + 0.5) / 3)  # below either rule's own mean
     assert nested_score(rules, folds) < max(np.mean(list(r.values())) for r in rules.values())
+
+
+def test_context_slices_stack_neighbours_within_a_volume_and_tie_intensity_per_sequence(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    import albumentations as A
+    from context_slices import tie_intensity_draws, with_context
+    from core.data.augmentation import ChannelIntensity
+
+    data = make_synthetic(n_volumes=2, slices_per_volume=3, size=16)
+    stacked = with_context(data, 1)
+    assert stacked.images.shape[-1] == 9 and stacked.masks is data.masks
+    first, second = data.volumes.index(data.volumes[-1]), 1  # the second volume's first slice; a middle one
+    np.testing.assert_array_equal(stacked.images[first][..., :3], data.images[first])  # its edge repeats itself
+    np.testing.assert_array_equal(stacked.images[second][..., :3], data.images[second - 1])
+    np.testing.assert_array_equal(stacked.images[second][..., 6:], data.images[second + 1])
+
+    monkeypatch.setattr(ChannelIntensity, "get_params_dependent_on_data", ChannelIntensity.get_params_dependent_on_data)
+    tie_intensity_draws(3)  # undone by monkeypatch after the test
+    out = A.Compose([ChannelIntensity(p=1.0)], seed=0)(image=np.tile(stacked.images[second][..., 3:6], 3))["image"]
+    np.testing.assert_array_equal(out[..., :3], out[..., 6:])  # one draw per sequence, on every slice
+    assert not np.array_equal(out[..., 0], out[..., 1])  # sequences still change independently

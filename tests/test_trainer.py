@@ -154,3 +154,17 @@ def test_a_rerun_with_the_same_seed_repeats_every_step(tmp_path: Path) -> None:
         Trainer(config, data=make_synthetic(n_volumes=4, slices_per_volume=4, size=32)).fit()
         losses.append([e["loss"] for e in read_history(tmp_path / name / "history.jsonl") if e["event"] == "step"])
     assert len(losses[0]) == 4 and losses[0] == losses[1]
+
+
+def test_sgd_optimizer_trains_and_resumes_with_its_state(tmp_path: Path) -> None:
+    data = make_synthetic(n_volumes=4, slices_per_volume=4, size=32)
+    config = parse_args(["--out", str(tmp_path / "run"), "--width", "4", "--size", "32", "--epochs", "1",
+                         "--optimizer", "sgd", "--lr", "1e-2"])
+    Trainer(config, data=data).fit()
+    resumed = Trainer(parse_args(["--out", str(tmp_path / "run"), "--resume", "--epochs", "2"]), data=data)
+    resumed._setup()
+    optimizer = resumed.optimizer
+    assert type(optimizer) is torch.optim.SGD and optimizer.defaults["nesterov"] and optimizer.defaults["momentum"] == 0.99
+    assert all("momentum_buffer" in s for s in optimizer.state.values()) and optimizer.state  # restored, not fresh
+    with pytest.raises(SystemExit):
+        parse_args(["--optimizer", "rmsprop"])

@@ -15,6 +15,7 @@ from core.orientation import AXES
 from core.losses import LOSSES
 from core.models import ARCHITECTURES
 from core.runtime import DEVICE_HELP, PRECISION_HELP, PRECISIONS
+from core.training.optimizers import OPTIMIZERS
 from core.training.schedule import SCHEDULES
 
 
@@ -52,7 +53,9 @@ class TrainConfig:
     budget_clock: str = option("wall", "what --budget-minutes counts: wall time, or this process's CPU time "
                                        "(fair comparisons of one-thread runs on a shared machine)", ("wall", "cpu"))
     batch_size: int = option(8)
-    lr: float = option(1e-3, "Adam learning rate (the peak, after warm-up)")
+    optimizer: str = option("adam", "adam; or sgd: SGD with Nesterov momentum 0.99 and weight decay 3e-5, as "
+                                    "nnU-Net trains (give it --lr 1e-2)", tuple(OPTIMIZERS))
+    lr: float = option(1e-3, "learning rate (the peak, after warm-up)")
     schedule: str = option("cosine", "plateau: ReduceLROnPlateau on validation IoU; cosine / poly: "
                                       "decay to zero at the end of the run", SCHEDULES)
     warmup: float = option(0.05, "share of the run with a linear learning-rate warm-up (cosine / poly)")

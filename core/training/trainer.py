@@ -47,6 +47,7 @@ from core.runtime import autocast, autocast_dtype, memory_format, select_device
 from core.training.config import TrainConfig
 from core.training.distributed import Distributed
 from core.training.history import Callback, History
+from core.training.optimizers import build_optimizer
 from core.training.schedule import lr_factor
 
 
@@ -249,9 +250,10 @@ class Trainer:
         return SelfDistillationLoss(loss, c.distill) if c.distill else loss
 
     def configure_optimizers(self) -> tuple[torch.optim.Optimizer, Any]:
-        """Adam, and ReduceLROnPlateau for the plateau schedule (other schedules set lr per step)."""
+        """The ``--optimizer`` (Adam by default), and ReduceLROnPlateau for the plateau schedule (other
+        schedules set lr per step)."""
         c = self.config
-        optimizer = torch.optim.Adam(self.net.parameters(), lr=c.lr)
+        optimizer = build_optimizer(c.optimizer, self.net.parameters(), c.lr)
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", patience=c.lr_patience)
         return optimizer, scheduler
 
