@@ -55,6 +55,8 @@ EXTRA_LEVERS = {  # measured on top of the combination
     "lr3e-3": ("combined at a peak learning rate of 3e-3", ["--lr", "3e-3"]),
     "context1": ("the default recipe + the slices above and below as 6 more channels (2.5D, "
                  "`bench/context_slices.py`)", ["--sampling", "area", "--context", "1"]),
+    "sgd": ("the default recipe with SGD, Nesterov momentum 0.99, peak lr 1e-2 (nnU-Net's optimiser) instead of "
+            "Adam", ["--sampling", "area", "--optimizer", "sgd", "--lr", "1e-2"]),
     "width32": ("combined at width 32", ["--width", "32"]),
     "size256": ("combined at 256 px", ["--size", "256"]),
     "unet": ("combined, U-Net (the paper's comparison)", ["--arch", "unet"]),
