@@ -13,6 +13,7 @@ inference (scans, uploads, export) takes one slice, and takes neighbours only if
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 from typing import Any
@@ -74,9 +75,10 @@ class ContextTrainer(Trainer):
 
 
 def main(argv: list[str]) -> int:
-    context = int(argv[argv.index("--context") + 1])
-    argv = [a for i, a in enumerate(argv) if "--context" not in (a, argv[i - 1] if i else "")]
-    config = parse_args(argv)
+    own = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    own.add_argument("--context", type=int, required=True, help="slices taken on each side")
+    args, train_flags = own.parse_known_args(argv)
+    context, config = args.context, parse_args(train_flags)
     sequences = 3
     config.in_channels, config.num_classes = sequences * (2 * context + 1), 1
     slices = load_source(config.data, config.size, sequences, 1, intensity=config.intensity)
