@@ -81,6 +81,7 @@ def main(argv: list[str]) -> int:
     context, config = args.context, parse_args(train_flags)
     sequences = 3
     config.in_channels, config.num_classes = sequences * (2 * context + 1), 1
+    config.intensity = config.intensity or "volume"  # the trainer's choice for MRI, made here as the data is loaded
     slices = load_source(config.data, config.size, sequences, 1, intensity=config.intensity)
     tie_intensity_draws(sequences)
     ContextTrainer(config, with_context(slices, context), sequences).fit()
