@@ -105,9 +105,13 @@ def input_differences(scan: Scan, meta: dict[str, Any]) -> list[str]:
                      f"{trained} (LGG: pre-contrast, FLAIR, post-contrast), so a FLAIR series matches best")
     size = meta["preprocessing"].get("input_size")
     h, w = scan.slices.shape[1:3]
-    if size and (h, w) != (size, size):
-        stretch = ", which changes the aspect ratio" if h != w else ""
-        notes.append(f"slices of {w}×{h} pixels, resized to the {size}×{size} the model was trained at{stretch}")
+    # a square slice shrunk to the input size is what training did too: only a stretch or an enlargement differs
+    if size and h != w:
+        notes.append(f"slices of {w}×{h} pixels, resized to the {size}×{size} the model was trained at, which "
+                     f"changes the aspect ratio")
+    elif size and h < size:
+        notes.append(f"slices of {w}×{h} pixels, enlarged to the {size}×{size} the model was trained at: less "
+                     f"detail than it learned from")
     if not scan.intensity_note.startswith("8-bit") and not meta["preprocessing"].get("windowed"):
         notes.append(f"{scan.intensity_note.split(' values')[0]} values mapped to 8 bits (the training images were 8-bit)")
     return notes

@@ -431,7 +431,7 @@ def test_segment_states_the_levels_quality_and_how_the_input_differs(with_run: P
     assert not at.exception
     warning = texts(at.warning)
     assert "grey.png differs from the model's training data" in warning
-    assert "one channel" in warning and "48×48 pixels, resized to the 32×32" in warning
+    assert "one channel" in warning and "pixels" not in warning  # a square slice shrunk as training did: no note
     by_label(at.selectbox, "Level").set_value(1).run()
     assert "L1: validation volume Dice" in texts(at.sidebar.warning) + texts(at.sidebar.caption)
 
@@ -453,6 +453,9 @@ def test_level_quality_and_input_differences() -> None:
     lgg_like = Scan("slice.tif", "image", np.zeros((1, 256, 256, 3), np.uint8) + np.array([10, 200, 30], np.uint8))
     assert "one channel" in input_differences(Scan("grey.png", "image", np.zeros((1, 256, 256, 3), np.uint8)), meta)[0]
     assert input_differences(lgg_like, meta) == []
+    small = Scan("small.png", "image", np.zeros((1, 128, 128, 3), np.uint8) + np.array([10, 200, 30], np.uint8))
+    assert input_differences(small, meta) == ["slices of 128×128 pixels, enlarged to the 256×256 the model was "
+                                              "trained at: less detail than it learned from"]
     flair = Scan("flair.nii.gz", "nifti", np.zeros((4, 240, 200, 3), np.uint8), intensity_note="int16 values windowed",
                  channels_note="single-channel scan: …")
     notes = " ".join(input_differences(flair, meta))
