@@ -47,10 +47,13 @@ def recommendation(result: dict[str, Any], where: str) -> None:
         st.success(f"**Keep {level_name(deepest)}** {where}: no smaller head comes within one Dice point (0.01) of it "
                    f"({level_name(next_head)}: {label} {below[key]:.3f} against {d[key]:.3f}).")
         return
+    speed_up = d["ms_per_image"] / r["ms_per_image"]
+    timed = (f"{speed_up:.1f}× faster here" if speed_up >= 1.05  # timings on a busy machine can invert
+             else "not measurably faster on this machine now (see ms per image below)")
     st.success(
         f"**Use {level_name(best)}**, the smallest head within one Dice point (0.01) of {level_name(deepest)} "
-        f"{where}: {label} {r[key]:.3f} against {d[key]:.3f}, {d['ms_per_image'] / r['ms_per_image']:.1f}× faster "
-        f"here, {100 * r['params'] / d['params']:.0f} % of the parameters.")
+        f"{where}: {label} {r[key]:.3f} against {d[key]:.3f}, {100 * r['flops'] / d['flops']:.0f} % of the FLOPs "
+        f"and {100 * r['params'] / d['params']:.0f} % of the parameters, {timed}.")
 
 
 def stored_section(loaded: LoadedModel) -> None:
