@@ -77,6 +77,15 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 }
 
 
+def base_of(variant: str) -> str | None:
+    """The variant that ``variant`` changes: the longest of the others' flag lists that its own flags start with
+    (the single levers are not bases: ``combined`` changes the baseline)."""
+    flags = VARIANTS[variant][1]
+    bases = [v for v, (_, f) in VARIANTS.items()
+             if v != variant and v not in LEVERS and flags[:len(f)] == f and len(f) < len(flags)]
+    return max(bases, key=lambda v: len(VARIANTS[v][1]), default=None)
+
+
 def budget_of(variant: str) -> tuple[float, str]:
     """The variant's budget: minutes, and the clock they count (its own flags override ``COMMON``'s)."""
     flags = COMMON + VARIANTS[variant][1]
@@ -160,6 +169,15 @@ def spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {sd:.3f}"
 
 
+def fold_scores(runs: dict[str, dict[str, Any]], variant: str) -> dict[int, float]:
+    """Fold -> the final volume Dice at the deepest head, for the folds ``variant`` has finished."""
+    scores = {}
+    for k in range(FOLDS):
+        if (r := runs.get(f"{variant}/fold{k}")) is not None:
+            scores[k] = r["final"][max((level for level in r["final"] if level != "ens"), key=int)]["volume_dice_mean"]
+    return scores
+
+
 def write_report() -> None:
     """Write ``docs/recipe.md`` from the kept run summaries."""
     runs = collect()
@@ -196,17 +214,20 @@ def write_report() -> None:
             f"{spread([m['volume_dice_mean'] for m in l4])} | {spread([m['volume_dice_median'] for m in l4])} | "
             f"{spread([m['dice'] for m in l4])} | {' / '.join(shares)} | "
             f"{spread([r['best_epoch_volume_dice'] for r in done])} |")
-    lines += ["", "Per fold, the final volume Dice (mean over the fold's patients) at the deepest head:", "",
-              "| variant | " + " | ".join(f"fold {k}" for k in range(FOLDS)) + " |",
-              "|---|" + "---|" * FOLDS]
+    lines += ["", "Per fold, the final volume Dice (mean over the fold's patients) at the deepest head, and the "
+              "difference to the variant it changes, on the same folds (mean ± sd over the folds both have, and "
+              "their count): folds differ more from each other than most levers do, so a lever is judged by this "
+              "paired difference.", "",
+              "| variant | " + " | ".join(f"fold {k}" for k in range(FOLDS)) + " | changes | paired difference |",
+              "|---|" + "---|" * (FOLDS + 2)]
     for variant in VARIANTS:
-        cells = []
-        for k in range(FOLDS):
-            r = runs.get(f"{variant}/fold{k}")
-            cells.append(f"{r['final'][max((l for l in r['final'] if l != 'ens'), key=int)]['volume_dice_mean']:.3f}"
-                         if r else "-")
-        if any(c != "-" for c in cells):
-            lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+        scores, base = fold_scores(runs, variant), base_of(variant)
+        if not scores:
+            continue
+        reference = fold_scores(runs, base) if base else {}
+        paired = [scores[k] - reference[k] for k in scores if k in reference]
+        lines.append(f"| {variant} | " + " | ".join(f"{scores[k]:.3f}" if k in scores else "-" for k in range(FOLDS))
+                     + f" | {base or '-'} | {f'{spread(paired)} ({len(paired)})' if paired else '-'} |")
     for variant in VARIANTS:
         if not tuned_path(variant).exists():
             continue

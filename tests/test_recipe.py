@@ -175,3 +175,17 @@ def test_context_slices_stack_neighbours_within_a_volume_and_tie_intensity_per_s
     out = A.Compose([ChannelIntensity(p=1.0)], seed=0)(image=np.tile(stacked.images[second][..., 3:6], 3))["image"]
     np.testing.assert_array_equal(out[..., :3], out[..., 6:])  # one draw per sequence, on every slice
     assert not np.array_equal(out[..., 0], out[..., 1])  # sequences still change independently
+
+
+def test_each_study_variant_is_judged_against_the_variant_it_changes() -> None:
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from recipe import VARIANTS, base_of
+
+    assert base_of("baseline") is None and base_of("combined") == "baseline" and base_of("ema") == "baseline"
+    assert base_of("area_sampling") == "combined" and base_of("area_30min") == "area_sampling"
+    assert base_of("gpu_unet") == "gpu"
+    for variant in VARIANTS:  # a base's flags are a strict prefix of the variant's: exactly one thing changed on top
+        if (base := base_of(variant)) is not None:
+            flags, base_flags = VARIANTS[variant][1], VARIANTS[base][1]
+            assert flags[:len(base_flags)] == base_flags and len(flags) > len(base_flags)
