@@ -57,6 +57,10 @@ EXTRA_LEVERS = {  # measured on top of the combination
                  "`bench/context_slices.py`)", ["--sampling", "area", "--context", "1"]),
     "sgd": ("the default recipe with SGD, Nesterov momentum 0.99, peak lr 1e-2 (nnU-Net's optimiser) instead of "
             "Adam", ["--sampling", "area", "--optimizer", "sgd", "--lr", "1e-2"]),
+    "ds_deep": ("the default recipe with deep-supervision weights rising towards the deepest head (0.1 / 0.2 / "
+                "0.3 / 0.4 instead of equal)", ["--sampling", "area", "--ds-weights", "0.1", "0.2", "0.3", "0.4"]),
+    "batch_dice": ("the default recipe with the Dice term over the whole batch (nnU-Net's), not per slice",
+                   ["--sampling", "area", "--batch-dice"]),
     "width32": ("combined at width 32", ["--width", "32"]),
     "size256": ("combined at 256 px", ["--size", "256"]),
     "unet": ("combined, U-Net (the paper's comparison)", ["--arch", "unet"]),
@@ -110,12 +114,18 @@ def finished(run: Path) -> bool:
     return bool(events) and events[-1]["event"] == "end" and events[-1]["reason"] != "stopped"
 
 
-def run_all(data: str, jobs: int, variants: list[str]) -> None:
-    """Train every run that is neither finished nor kept in ``docs/recipe/runs.json``, ``jobs`` at a time;
-    a cut-off run resumes from its ``last.pt``."""
+def pending(variants: list[str], retrain: tuple[str, ...] = ()) -> list[tuple[str, int]]:
+    """The (variant, fold) runs to train: neither finished in ``runs/`` nor kept in ``docs/recipe/runs.json``;
+    the ``retrain`` variants also where only their summary is kept (``tune`` needs the fold models, which do
+    not outlive a machine)."""
     kept = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    queue = [(v, k) for v in variants for k in range(FOLDS)
-             if f"{v}/fold{k}" not in kept and not finished(RUNS / v / f"fold{k}")]
+    return [(v, k) for v in variants for k in range(FOLDS)
+            if (v in retrain or f"{v}/fold{k}" not in kept) and not finished(RUNS / v / f"fold{k}")]
+
+
+def run_all(data: str, jobs: int, variants: list[str], retrain: tuple[str, ...] = ()) -> None:
+    """Train the ``pending`` runs, ``jobs`` at a time; a cut-off run resumes from its ``last.pt``."""
+    queue = pending(variants, retrain)
     running: list[tuple[subprocess.Popen, str]] = []
     while queue or running:
         while queue and len(running) < jobs:
@@ -403,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--data", required=True)
     r.add_argument("--jobs", type=int, default=2)
     r.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    r.add_argument("--retrain", nargs="+", default=[], choices=list(VARIANTS),
+                   help="train these variants' folds again where only their summaries are kept (to tune them)")
     t = sub.add_parser("tune", help="choose the post-processing rule on the folds of one variant")
     t.add_argument("--data", required=True)
     t.add_argument("--variant", default="combined", choices=list(VARIANTS))
@@ -415,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("report", help="score the runs and write docs/recipe.md")
     args = p.parse_args(argv)
     if args.action == "run":
-        run_all(args.data, args.jobs, args.variants)
+        run_all(args.data, args.jobs, args.variants, tuple(args.retrain))
     elif args.action == "tune":
         best = tune(args.variant, args.data)["best"]
         print(json.dumps(best, indent=1))

@@ -189,3 +189,20 @@ def test_each_study_variant_is_judged_against_the_variant_it_changes() -> None:
         if (base := base_of(variant)) is not None:
             flags, base_flags = VARIANTS[variant][1], VARIANTS[base][1]
             assert flags[:len(base_flags)] == base_flags and len(flags) > len(base_flags)
+
+
+def test_the_study_trains_what_is_missing_and_retrains_kept_folds_only_when_asked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    import recipe
+
+    monkeypatch.setattr(recipe, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(recipe, "RESULTS", tmp_path / "runs.json")
+    recipe.RESULTS.write_text(json.dumps({"coarse/fold0": {}, "coarse/fold1": {}}))
+    done = recipe.RUNS / "coarse" / "fold2"
+    done.mkdir(parents=True)
+    (done / "history.jsonl").write_text(json.dumps({"event": "end", "reason": "completed"}) + "\n")
+    assert recipe.pending(["coarse", "sgd"]) == [("sgd", 0), ("sgd", 1), ("sgd", 2)]
+    assert recipe.pending(["coarse"], retrain=("coarse",)) == [("coarse", 0), ("coarse", 1)]  # fold 2 is on disk
