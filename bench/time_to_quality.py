@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from recipe import BUDGET_MINUTES, FOLDS, RESULTS, VARIANTS, tuned_path  # noqa: E402
+from recipe import FOLDS, RESULTS, VARIANTS, budget_of, tuned_path  # noqa: E402
 from core.files import atomic_write  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,7 +24,8 @@ DOC = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- time-to-quality:begin -->", "<!-- time-to-quality:end -->"
 RECIPES = {"baseline": "previous defaults (seed-post-like)", "combined": "the four levers",
            "area_sampling": "the default recipe (the four levers + area sampling)",
-           "coarse": "the four levers + the first half at 64 px (progressive resizing)"}
+           "coarse": "the four levers + the first half at 64 px (progressive resizing)",
+           "area_30min": "the default recipe with a 30-minute budget"}
 TARGETS = (0.70, 0.80)
 
 
@@ -56,40 +57,45 @@ def postprocessed(variant: str) -> str:
     return f"{rules['nested'][max(rules['nested'], key=int)]:.3f}"
 
 
+def chart(curves: dict[str, list[float | None]], minutes: list[float]) -> list[str]:
+    """A Mermaid line chart of ``curves`` (recipes of one budget), from the first minute all have validated."""
+    first = next(i for i in range(len(minutes)) if all(c[i] is not None for c in curves.values()))
+    series = [f'    line "{name}" [{", ".join(f"{v:.3f}" for v in curve[first:])}]' for name, curve in curves.items()]
+    return ["```mermaid", "xychart-beta",
+            f'    title "Validation volume Dice vs CPU minutes, {len(minutes)}-minute budget (mean of {FOLDS} folds)"',
+            f'    x-axis "minutes of one core" [{", ".join(str(int(m)) for m in minutes[first:])}]',
+            '    y-axis "volume Dice" 0 --> 1', *series, "```", ""]
+
+
 def build() -> str:
     kept = json.loads(RESULTS.read_text())
-    minutes = [float(m) for m in range(1, BUDGET_MINUTES + 1)]
-    curves, rows = {}, []
+    by_budget: dict[int, dict[str, list[float | None]]] = {}  # budget -> recipe -> mean curve
+    rows = []
     for name, label in RECIPES.items():
         runs = [kept[f"{name}/fold{k}"] for k in range(FOLDS) if f"{name}/fold{k}" in kept]
         if len(runs) < FOLDS:
             continue
-        curves[name] = mean_curve(runs, minutes)
-        reach = [first_reaching(curves[name], minutes, t) for t in TARGETS]
-        rows.append(f"| {label} (`{name}`: {VARIANTS[name][0]}) | "
-                    + " | ".join(f"{r:.0f}" if r is not None else f"not within {BUDGET_MINUTES}" for r in reach)
-                    + f" | {curves[name][-1]:.3f} | {postprocessed(name)} |")
-    if not curves:
+        budget = int(budget_of(name)[0])
+        minutes = [float(m) for m in range(1, budget + 1)]
+        curve = by_budget.setdefault(budget, {})[name] = mean_curve(runs, minutes)
+        reach = [first_reaching(curve, minutes, t) for t in TARGETS]
+        rows.append(f"| {label} (`{name}`: {VARIANTS[name][0]}) | {budget} | "
+                    + " | ".join(f"{r:.0f}" if r is not None else f"not within {budget}" for r in reach)
+                    + f" | {curve[-1]:.3f} | {postprocessed(name)} |")
+    if not by_budget:
         return "Not measured yet: run `python bench/recipe.py run` for the baseline and combined variants."
-    first = next(i for i in range(len(minutes)) if all(c[i] is not None for c in curves.values()))
-    shown = minutes[first:]  # from the first minute every recipe has validated
-    series = "\n".join(f'    line "{name}" [{", ".join(f"{v:.3f}" for v in curve[first:])}]'
-                       for name, curve in curves.items())
+    charts = sum((chart(curves, [float(m) for m in range(1, budget + 1)]) for budget, curves in sorted(by_budget.items())),
+                 [])
     return "\n".join([
         f"Mean over the {FOLDS} folds of validation volume Dice (deepest head) against minutes of one core, "
         "from the recipe study's runs (`docs/recipe.md`); a run's score at a minute is that of its latest "
-        "validation. Lines in order: " + ", ".join(f"{n} = {RECIPES[n]}" for n in curves) + ".",
+        "validation. Each run lays its schedule over its own budget, so recipes of one budget share a chart. "
+        "Lines in order: " + ", ".join(f"{n} = {RECIPES[n]}" for curves in by_budget.values() for n in curves) + ".",
         "",
-        "```mermaid",
-        "xychart-beta",
-        '    title "Validation volume Dice vs CPU minutes (mean of 3 folds)"',
-        f'    x-axis "minutes of one core" [{", ".join(str(int(m)) for m in shown)}]',
-        '    y-axis "volume Dice" 0 --> 1',
-        series,
-        "```",
-        "",
-        "| recipe | minutes to 0.70 | minutes to 0.80 | at the end of the budget | the same, post-processed |",
-        "|---|---|---|---|---|",
+        *charts,
+        "| recipe | budget (minutes) | minutes to 0.70 | minutes to 0.80 | at the end of the budget | "
+        "the same, post-processed |",
+        "|---|---|---|---|---|---|",
         *rows,
         "",
         "Post-processed: the final models of the folds with the rule `core.predict` and the Segment page apply "
