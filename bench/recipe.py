@@ -49,6 +49,8 @@ EXTRA_LEVERS = {  # measured on top of the combination
     "distill": ("combined + self-distillation of L1-L3 from L4 (0.5)", ["--distill", "0.5"]),
     "area_30min": ("the default recipe (combined + area sampling) with twice the budget: do more minutes pay?",
                    ["--sampling", "area", "--budget-minutes", "30"]),
+    "area_60min": ("the default recipe with four times the budget: do minutes beyond 30 still pay?",
+                   ["--sampling", "area", "--budget-minutes", "60"]),
     "coarse": ("combined + the first half of the budget at 64 px (progressive resizing)", ["--coarse-share", "0.5"]),
     "area_coarse": ("the default recipe (combined + area sampling) + the first half of the budget at 64 px: do the two "
                     "stack?", ["--sampling", "area", "--coarse-share", "0.5"]),
@@ -260,9 +262,44 @@ def write_report() -> None:
             nested = f"{tuned['nested'][level]:.3f}" if "nested" in tuned else "-"
             lines.append(f"| L{level} | {tuned['plain'][level]:.3f} | {rule} | {best['volume_dice_mean']:.3f} | "
                          f"{nested} |")
+        lines += error_lines(tuned.get("errors", {}))
     lines += not_trained() + beyond_mri()
     atomic_write(DOC, "\n".join(lines) + "\n")
     print(f"wrote {DOC.relative_to(ROOT)} from {len(runs)} runs")
+
+
+def error_lines(errors: dict[str, dict[str, int]], worst: int = 5) -> list[str]:
+    """Where the deepest head loses under its best rule: missed against false voxels, by lesion size, and the
+    worst patients (``tune``'s ``errors``: voxel counts at the model's input size)."""
+    if not errors:
+        return []
+    from core.evaluation import dice_of
+
+    def share(rows: list[dict[str, int]], key: str) -> float:
+        return sum(r[key] for r in rows) / max(sum(r["lesion"] for r in rows), 1)
+    rows = sorted(errors.items(), key=lambda item: item[1]["lesion"])
+    everyone = [c for _, c in rows]
+    wrong = sum(c["false_positive"] for c in everyone)
+    lines = ["", "Where the deepest head still loses under that rule (voxels counted at the model's input size): "
+             f"it misses {100 * share(everyone, 'false_negative'):.0f}% of the {sum(c['lesion'] for c in everyone):,} "
+             f"lesion voxels and marks false ones amounting to {100 * share(everyone, 'false_positive'):.0f}% of "
+             f"them, {100 * sum(c['false_positive_on_empty'] for c in everyone) / max(wrong, 1):.0f}% of those on "
+             "slices without lesion.", "",
+             "| patients by lesion size (thirds) | lesion voxels | volume Dice mean | missed | false, per lesion voxel |",
+             "|---|---|---|---|---|"]
+    thirds = [rows[k * len(rows) // 3:(k + 1) * len(rows) // 3] for k in range(3)]
+    for name, third in zip(("smallest", "middle", "largest"), thirds):
+        counts = [c for _, c in third]
+        lines.append(f"| {name} ({len(third)}) | {third[0][1]['lesion']:,}–{third[-1][1]['lesion']:,} | "
+                     f"{statistics.mean(dice_of(c) for c in counts):.3f} | {100 * share(counts, 'false_negative'):.0f}% | "
+                     f"{share(counts, 'false_positive'):.2f} |")
+    lines += ["", f"The {worst} worst patients:", "",
+              "| patient | volume Dice | lesion voxels | missed | false voxels (on lesion-free slices) |",
+              "|---|---|---|---|---|"]
+    for volume, c in sorted(errors.items(), key=lambda item: dice_of(item[1]))[:worst]:
+        lines.append(f"| {volume} | {dice_of(c):.3f} | {c['lesion']:,} | {100 * c['false_negative'] / max(c['lesion'], 1):.0f}% | "
+                     f"{c['false_positive']:,} ({c['false_positive_on_empty']:,}) |")
+    return lines
 
 
 def not_trained() -> list[str]:
@@ -317,11 +354,12 @@ def tune(variant: str, data: str) -> dict[str, Any]:
 
     from core.checkpoint import load_checkpoint
     from core.data import load_source
-    from core.evaluation import postprocessed_volume_dice, volume_predictions
+    from core.evaluation import dice_of, volume_errors, volume_predictions
     from core.runtime import autocast_dtype
 
     torch.set_num_threads(1)
     scores: dict[str, dict[str, dict[str, float]]] = {}  # level -> rule key -> volume -> Dice
+    errors: dict[str, dict[str, dict[str, int]]] = {}  # the deepest level's rule key -> volume -> voxel counts
     fold_of: dict[str, int] = {}  # volume -> the fold that holds it out
     for fold in range(FOLDS):
         model, meta = load_checkpoint(RUNS / variant / f"fold{fold}" / "last.pt")
@@ -335,8 +373,11 @@ def tune(variant: str, data: str) -> dict[str, Any]:
                 for threshold in THRESHOLDS:
                     for fraction in COMPONENT_FRACTIONS:
                         rule = {"threshold": threshold, "min_component_fraction": fraction, "hflip": hflip}
-                        dice = postprocessed_volume_dice(predictions, rule)
-                        scores.setdefault(str(level), {}).setdefault(json.dumps(rule), {}).update(dice)
+                        counts = volume_errors(predictions, rule)
+                        scores.setdefault(str(level), {}).setdefault(json.dumps(rule), {}).update(
+                            {volume: dice_of(c) for volume, c in counts.items()})
+                        if level == max(model.levels):
+                            errors.setdefault(json.dumps(rule), {}).update(counts)
         print(f"{variant} fold {fold}: scored", flush=True)
     table = {level: {rule: statistics.mean(d.values()) for rule, d in rules.items()} for level, rules in scores.items()}
     result = {"variant": variant, "patients": len(next(iter(next(iter(scores.values())).values()))),
@@ -346,6 +387,8 @@ def tune(variant: str, data: str) -> dict[str, Any]:
                        for level, rules in table.items()},
               "nested": {level: nested_score(rules, fold_of) for level, rules in scores.items()},
               "table": table}
+    deepest = max(table, key=int)
+    result["errors"] = errors[max(table[deepest], key=table[deepest].get)]  # under the deepest head's best rule
     atomic_write(tuned_path(variant), json.dumps(result, indent=1) + "\n")
     return result
 

@@ -207,6 +207,43 @@ def volume_predictions(
     return out
 
 
+def volume_errors(
+    predictions: dict[str, tuple[np.ndarray, np.ndarray]], rule: dict[str, float],
+) -> dict[str, dict[str, int]]:
+    """Per volume, the voxel counts of its mask under a post-processing ``rule`` against the truth:
+    ``lesion`` (true voxels), ``false_positive``, ``false_negative`` and ``false_positive_on_empty`` (those
+    on slices without lesion).
+
+    Example:
+        >>> p = np.zeros((2, 3, 4), np.uint8); p[0, 0, :2] = 200; p[1, 2, 3] = 200  # half the lesion; a stray voxel
+        >>> t = np.zeros((2, 3, 4), bool); t[0, 0] = True
+        >>> volume_errors({"a": (p, t)}, {"threshold": 0.5})["a"]
+        {'lesion': 4, 'false_positive': 1, 'false_negative': 2, 'false_positive_on_empty': 1}
+    """
+    rule = DEFAULT_RULE | rule
+    counts = {}
+    for volume, (lesion, truth) in predictions.items():
+        mask = volume_mask(lesion.astype(np.float32) / 255, rule)
+        wrong = mask & ~truth
+        empty = ~truth.any(axis=(1, 2))
+        counts[volume] = {"lesion": int(truth.sum()), "false_positive": int(wrong.sum()),
+                          "false_negative": int((truth & ~mask).sum()),
+                          "false_positive_on_empty": int(wrong[empty].sum())}
+    return counts
+
+
+def dice_of(counts: dict[str, int]) -> float:
+    """Dice from ``volume_errors`` counts; 1.0 when truth and mask are both empty.
+
+    Example:
+        >>> dice_of({"lesion": 4, "false_positive": 2, "false_negative": 0})
+        0.8
+    """
+    hits = counts["lesion"] - counts["false_negative"]
+    denom = 2 * hits + counts["false_positive"] + counts["false_negative"]
+    return 2 * hits / denom if denom else 1.0
+
+
 def postprocessed_volume_dice(
     predictions: dict[str, tuple[np.ndarray, np.ndarray]], rule: dict[str, float],
 ) -> dict[str, float]:
@@ -219,10 +256,4 @@ def postprocessed_volume_dice(
         >>> round(d["a"], 3), round(postprocessed_volume_dice({"a": (p, t)}, {})["a"], 3)
         (1.0, 0.889)
     """
-    rule = DEFAULT_RULE | rule
-    scores = {}
-    for volume, (lesion, truth) in predictions.items():
-        mask = volume_mask(lesion.astype(np.float32) / 255, rule)
-        denom = mask.sum() + truth.sum()
-        scores[volume] = float(2 * (mask & truth).sum() / denom) if denom else 1.0
-    return scores
+    return {volume: dice_of(c) for volume, c in volume_errors(predictions, rule).items()}

@@ -154,6 +154,23 @@ def test_the_nested_post_processing_estimate_never_scores_a_fold_with_a_rule_cho
     assert nested_score(rules, folds) < max(np.mean(list(r.values())) for r in rules.values())
 
 
+def test_the_error_breakdown_counts_missed_and_false_voxels_and_lists_the_worst_patients_first() -> None:
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from recipe import error_lines
+
+    def counts(lesion: int, fp: int, fn: int, fp_empty: int = 0) -> dict[str, int]:
+        return {"lesion": lesion, "false_positive": fp, "false_negative": fn, "false_positive_on_empty": fp_empty}
+    errors = {"small": counts(10, 0, 10), "mid": counts(100, 20, 10, 20), "big": counts(1000, 80, 0)}
+    text = "\n".join(error_lines(errors, worst=2))
+    assert "misses 2% of the 1,110 lesion voxels" in text  # (10 + 10 + 0) / 1110
+    assert "9% of them, 20% of those on slices without lesion" in text  # 100 / 1110 false; 20 of 100 on empty
+    assert "| smallest (1) | 10–10 | 0.000 | 100% |" in text
+    worst = [line.split(" | ")[0] for line in text.splitlines() if line.startswith("| small |") or line.startswith("| mid |")
+             or line.startswith("| big |")]
+    assert worst == ["| small", "| mid"]  # Dice 0 first, then 0.865; the best patient is left out
+
+
 def test_context_slices_stack_neighbours_within_a_volume_and_tie_intensity_per_sequence(
         monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
