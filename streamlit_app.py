@@ -46,6 +46,8 @@ def metrics_table(model: nn.Module, meta: dict[str, Any]) -> pd.DataFrame:
                "Dice": m.get("dice"), "IoU": m.get("iou")}
         if "volume_dice_mean" in m:
             row["volume Dice"] = m["volume_dice_mean"]
+        if "postprocessed_volume_dice_mean" in m:
+            row["post-processed volume Dice"] = m["postprocessed_volume_dice_mean"]
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -70,7 +72,8 @@ def show_model(path: Path, model: nn.Module, meta: dict[str, Any]) -> None:
     if not table.empty:
         st.dataframe(table, hide_index=True, width="stretch",
                      column_config={"parameters": st.column_config.NumberColumn(format="localized")}
-                     | {c: st.column_config.NumberColumn(format="%.3f") for c in ("Dice", "IoU", "volume Dice")})
+                     | {c: st.column_config.NumberColumn(format="%.3f")
+                        for c in ("Dice", "IoU", "volume Dice", "post-processed volume Dice")})
 
 
 def home() -> None:

@@ -89,6 +89,10 @@ def results_table(result: dict[str, Any], class_names: Sequence[str] = ()) -> pd
     })
     if all("volume_dice_mean" in r for r in rows.values()):
         table["volume Dice"] = [r["volume_dice_mean"] for r in rows.values()]
+    post = [r.get("postprocessed_volume_dice_mean", (r.get("postprocessed") or {}).get("volume_dice_mean"))
+            for r in rows.values()]  # stored estimates, or core.evaluate's score under the checkpoint's rule
+    if any(p is not None for p in post):
+        table["post-processed volume Dice"] = post
     for key, volume, name in class_columns(rows.values(), class_names):
         table[f"{'volume ' if volume else ''}Dice {name}"] = [r.get(key) for r in rows.values()]
     return table

@@ -63,6 +63,8 @@ EXTRA_LEVERS = {  # measured on top of the combination
                 "0.3 / 0.4 instead of equal)", ["--sampling", "area", "--ds-weights", "0.1", "0.2", "0.3", "0.4"]),
     "batch_dice": ("the default recipe with the Dice term over the whole batch (nnU-Net's), not per slice",
                    ["--sampling", "area", "--batch-dice"]),
+    "batch_dice_30min": ("batch_dice at the default recipe's 30 minutes: does the gain hold with more minutes?",
+                         ["--sampling", "area", "--budget-minutes", "30", "--batch-dice"]),
     "width32": ("combined at width 32", ["--width", "32"]),
     "size256": ("combined at 256 px", ["--size", "256"]),
     "unet": ("combined, U-Net (the paper's comparison)", ["--arch", "unet"]),
@@ -421,6 +423,16 @@ def cross_validated(variant: str) -> dict[str, Any]:
                               "budget_minutes": minutes, "budget_clock": clock}
 
 
+def best_rule(table: dict[str, float], hflip: bool) -> dict[str, Any]:
+    """The best-scoring rule of one level's ``tune`` table among those with this flip setting.
+
+    Example:
+        >>> best_rule({'{"threshold": 0.1, "hflip": false}': 0.9, '{"threshold": 0.2, "hflip": true}': 0.8}, True)
+        {'threshold': 0.2, 'hflip': True}
+    """
+    return json.loads(max((r for r in table if json.loads(r)["hflip"] == hflip), key=table.get))
+
+
 def ship(checkpoint: Path, out: Path, variant: str, data: str) -> dict[str, Any]:
     """Write ``checkpoint`` as the shipped model: weights and metadata only, with the post-processing rule
     ``tune`` chose for its deepest head, its recipe's cross-validated metrics as ``metrics``, and its
@@ -428,6 +440,7 @@ def ship(checkpoint: Path, out: Path, variant: str, data: str) -> dict[str, Any]
     from core.checkpoint import atomic_save, model_from, read_checkpoint, without_training_state
     from core.data import load_source
     from core.evaluation import evaluate_model
+    from core.postprocess import PER_LEVEL
 
     if not tuned_path(variant).exists():
         raise SystemExit(f"no {tuned_path(variant)}: run tune --variant {variant} first")
@@ -436,9 +449,14 @@ def ship(checkpoint: Path, out: Path, variant: str, data: str) -> dict[str, Any]
     shipped = without_training_state(data_)
     deepest = str(max(int(level) for level in tuned["best"]))
     shipped["postprocessing"] = {k: v for k, v in tuned["best"][deepest].items() if k != "volume_dice_mean"}
+    shipped["postprocessing"]["levels"] = {  # each pruned head's own threshold and components, under the same flip
+        level: {k: rule[k] for k in PER_LEVEL} for level in tuned["table"] if level != deepest
+        for rule in [best_rule(tuned["table"][level], shipped["postprocessing"]["hflip"])]}
     # the nested estimate (each fold scored with the rule chosen on the others) where tune made one
     postprocessed = tuned.get("nested", {}).get(deepest, tuned["best"][deepest]["volume_dice_mean"])
     shipped["metrics"] = cross_validated(variant) | {"postprocessed_volume_dice_mean": postprocessed}
+    for level, estimate in tuned.get("nested", {}).items():  # each head under its own rule, chosen on other folds
+        shipped["metrics"]["levels"][level]["postprocessed_volume_dice_mean"] = estimate
     model, meta = model_from(shipped, checkpoint)
     pre = meta["preprocessing"]
     slices = load_source(data, pre["input_size"], model.in_channels, model.num_classes, meta["split"]["train"],

@@ -174,7 +174,7 @@ def evaluate_model(
         if level_key(level) in evaluated["volumes"]:
             row["volume_dice"] = evaluated["volumes"][level_key(level)]
             if meta.get("postprocessing"):  # the checkpoint's own rule, as predict and the app apply it
-                rule = rule_of(meta)
+                rule = rule_of(meta, level)
                 dice = postprocessed_volume_dice(
                     volume_predictions(model, meta["preprocessing"], slices, level, dtype, rule["hflip"], batch_size),
                     rule)

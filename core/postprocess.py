@@ -1,9 +1,11 @@
 """Turning a volume's lesion probabilities into its mask: threshold, then 3D connected components.
 
 A checkpoint may carry the rule chosen on validation folds in ``postprocessing``
-(``{"threshold": 0.5, "min_component_fraction": 0.1, "hflip": True}``); ``core.predict``,
-``core.evaluate`` and the Segment page use it by default, and a checkpoint without one keeps
-threshold 0.5, every component and no test-time flip.
+(``{"threshold": 0.5, "min_component_fraction": 0.1, "hflip": True}``), for the deepest head, and,
+under ``"levels"``, the threshold and component share chosen for each pruned head (the flip is one
+per checkpoint: the app computes every level in one pass). ``core.predict``, ``core.evaluate``
+and the Segment page use it by default, and a checkpoint without one keeps threshold 0.5, every
+component and no test-time flip.
 """
 from __future__ import annotations
 
@@ -16,9 +18,21 @@ DEFAULT = {"threshold": 0.5, "min_component_fraction": 0.0, "hflip": False}
 _CONNECTIVITY = ndimage.generate_binary_structure(3, 1)  # 6-connected voxels
 
 
-def rule_of(meta: dict[str, Any]) -> dict[str, float]:
-    """The post-processing rule a checkpoint's metadata carries, defaults filled in."""
-    return DEFAULT | (meta.get("postprocessing") or {})
+PER_LEVEL = ("threshold", "min_component_fraction")  # what a pruned head's own rule may change
+
+
+def rule_of(meta: dict[str, Any], level: int | str | None = None) -> dict[str, float]:
+    """The post-processing rule a checkpoint's metadata carries for ``level`` (its own threshold and component
+    share where it has them, else the deepest head's), defaults filled in.
+
+    Example:
+        >>> meta = {"postprocessing": {"threshold": 0.3, "hflip": True, "levels": {"2": {"threshold": 0.1}}}}
+        >>> rule_of(meta, 2), rule_of(meta, 4) == rule_of(meta)
+        ({'threshold': 0.1, 'min_component_fraction': 0.0, 'hflip': True}, True)
+    """
+    stored = dict(meta.get("postprocessing") or {})
+    own = stored.pop("levels", {}).get(str(level), {})
+    return DEFAULT | stored | {k: v for k, v in own.items() if k in PER_LEVEL}
 
 
 def filter_components(mask: np.ndarray, min_fraction: float) -> np.ndarray:

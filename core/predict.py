@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         model, meta = load_checkpoint(args.checkpoint, device)
         level = parse_level(args.level) if args.level else default_level(model)
         dtype = autocast_dtype(device, args.precision)
-        rule = rule_of(meta) | {k: v for k, v in (("threshold", args.threshold), ("hflip", args.hflip),
+        rule = rule_of(meta, level) | {k: v for k, v in (("threshold", args.threshold), ("hflip", args.hflip),
                                                   ("min_component_fraction", args.min_component_fraction))
                                 if v is not None}
     except (CheckpointError, ValueError) as err:

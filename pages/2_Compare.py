@@ -29,7 +29,7 @@ from core.levels import deepest_key, heads, level_name
 
 OWN, DEMO, FOLDER = "The model's validation split", "Synthetic phantoms", "A data folder"
 NUMBER_FORMATS = {"parameters": "localized", "GFLOPs": "%.3f", "ms per image": "%.2f", "speed-up": "%.1f×",
-                  "Dice": "%.4f", "IoU": "%.4f", "volume Dice": "%.4f"}
+                  "Dice": "%.4f", "IoU": "%.4f", "volume Dice": "%.4f", "post-processed volume Dice": "%.4f"}
 
 
 def recommendation(result: dict[str, Any], where: str) -> None:

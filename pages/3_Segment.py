@@ -29,7 +29,7 @@ with st.sidebar:
         st.session_state[LEVEL] = default_level(model)
     level = persistent_selectbox("Level", levels, LEVEL, level_name,
                                  help="L1 is the smallest and fastest head, L4 the deepest; ensemble averages all")
-    rule = rule_of(meta)  # chosen on validation folds where the checkpoint carries one
+    rule = rule_of(meta, level)  # chosen on validation folds for this level where the checkpoint carries one
     threshold = st.slider("Threshold", 0.05, 0.95, float(rule["threshold"]), 0.05,
                           help="Probability from which a pixel counts as lesion (the default is the model's own)")
     components = st.slider("Drop small lesion parts", 0.0, 1.0, float(rule["min_component_fraction"]), 0.05,

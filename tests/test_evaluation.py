@@ -93,3 +93,11 @@ def test_evaluate_model_levels_and_progress() -> None:
     assert [text for _, text in calls if text.startswith("timing")] == ["timing level 2", "timing level ens"]
     with pytest.raises(ValueError, match="level 5 not available"):
         evaluate_model(model, ORACLE_META, slice_set(), levels=[5])
+
+
+def test_evaluate_model_applies_each_levels_own_post_processing_rule() -> None:
+    meta = ORACLE_META | {"postprocessing": {"threshold": 0.6, "min_component_fraction": 0.5, "hflip": False,
+                                            "levels": {"1": {"threshold": 0.4}}}}
+    post = evaluate_model(Oracle(), meta, slice_set(), timing_repeats=1)["levels"]["1"]["postprocessed"]
+    assert post["rule"] == {"threshold": 0.4, "min_component_fraction": 0.5, "hflip": False}
+    assert post["volume_dice"] == {"p1": pytest.approx(1.0), "p2": pytest.approx(0.0)}

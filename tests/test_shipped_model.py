@@ -25,7 +25,11 @@ def test_shipped_checkpoint_is_small_safe_and_complete() -> None:
     train, val = meta["split"]["train"], meta["split"]["val"]
     assert len(train) + len(val) == 74 and not set(train) & set(val)
     assert meta["preprocessing"]["input_size"] == 128 and meta["preprocessing"]["intensity"] == "volume"
-    assert set(meta["postprocessing"]) == {"threshold", "min_component_fraction", "hflip"}
+    assert set(meta["postprocessing"]) == {"threshold", "min_component_fraction", "hflip", "levels"}
+    assert set(meta["postprocessing"]["levels"]) == {"1", "2", "3"}  # each pruned head has its own rule
+    for level, rule in meta["postprocessing"]["levels"].items():
+        assert set(rule) == {"threshold", "min_component_fraction"}
+        assert 0 < meta["metrics"]["levels"][level]["postprocessed_volume_dice_mean"] <= 1
     card = CARD.read_text()
     assert meta["metrics"]["source"] == "cross-validation"  # it trained on every patient: the estimate is the recipe's
     assert f"{meta['metrics']['volume_dice_mean']:.3f}" in card
