@@ -176,11 +176,15 @@ def collect() -> dict[str, dict[str, Any]]:
 
 
 def spread(values: list[float]) -> str:
-    """``mean ± sd (n)`` of the folds' values."""
-    if not values:
-        return "-"
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {sd:.3f}"
+    """``mean ± sd`` of the folds' values (the value alone for one fold: it has no spread).
+
+    Example:
+        >>> spread([0.7, 0.8]), spread([0.75]), spread([])
+        ('0.750 ± 0.071', '0.750', '-')
+    """
+    if len(values) < 2:
+        return f"{values[0]:.3f}" if values else "-"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
 def fold_scores(runs: dict[str, dict[str, Any]], variant: str) -> dict[int, float]:

@@ -1,6 +1,8 @@
 """The training recipe's levers: folds, intensity policy, strong augmentation, schedules over a time budget, EMA."""
 from __future__ import annotations
 
+import doctest
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ from core.training.config import TrainConfig, cli_fields
 from core.training.history import read_history
 from core.training.trainer import Trainer
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))  # the study scripts
 TINY = {"width": 4, "size": 32, "batch_size": 8, "threads": 1}
 
 
@@ -143,8 +146,6 @@ def test_self_distillation_pulls_shallow_heads_towards_the_deepest() -> None:
 
 
 def test_the_nested_post_processing_estimate_never_scores_a_fold_with_a_rule_chosen_on_it() -> None:
-    import sys
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
     from recipe import nested_score
 
     # rule "a" is best on patients p1 and p3, "b" on p2; each fold gets the rule the other two prefer
@@ -155,8 +156,6 @@ def test_the_nested_post_processing_estimate_never_scores_a_fold_with_a_rule_cho
 
 
 def test_the_error_breakdown_counts_missed_and_false_voxels_and_lists_the_worst_patients_first() -> None:
-    import sys
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
     from recipe import error_lines
 
     def counts(lesion: int, fp: int, fn: int, fp_empty: int = 0) -> dict[str, int]:
@@ -173,8 +172,6 @@ def test_the_error_breakdown_counts_missed_and_false_voxels_and_lists_the_worst_
 
 def test_context_slices_stack_neighbours_within_a_volume_and_tie_intensity_per_sequence(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
     import albumentations as A
     from context_slices import tie_intensity_draws, with_context
     from core.data.augmentation import ChannelIntensity
@@ -195,13 +192,11 @@ def test_context_slices_stack_neighbours_within_a_volume_and_tie_intensity_per_s
 
 
 def test_each_study_variant_is_judged_against_the_variant_it_changes() -> None:
-    import sys
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
     from recipe import VARIANTS, base_of
 
     assert base_of("baseline") is None and base_of("combined") == "baseline" and base_of("ema") == "baseline"
     assert base_of("area_sampling") == "combined" and base_of("area_30min") == "area_sampling"
-    assert base_of("gpu_unet") == "gpu"
+    assert base_of("gpu_unet") == "gpu" and base_of("batch_dice_30min") == "area_30min"
     for variant in VARIANTS:  # a base's flags are a strict prefix of the variant's: exactly one thing changed on top
         if (base := base_of(variant)) is not None:
             flags, base_flags = VARIANTS[variant][1], VARIANTS[base][1]
@@ -211,8 +206,6 @@ def test_each_study_variant_is_judged_against_the_variant_it_changes() -> None:
 def test_the_study_trains_what_is_missing_and_retrains_kept_folds_only_when_asked(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import json
-    import sys
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
     import recipe
 
     monkeypatch.setattr(recipe, "RUNS", tmp_path / "runs")
@@ -223,3 +216,10 @@ def test_the_study_trains_what_is_missing_and_retrains_kept_folds_only_when_aske
     (done / "history.jsonl").write_text(json.dumps({"event": "end", "reason": "completed"}) + "\n")
     assert recipe.pending(["coarse", "sgd"]) == [("sgd", 0), ("sgd", 1), ("sgd", 2)]
     assert recipe.pending(["coarse"], retrain=("coarse",)) == [("coarse", 0), ("coarse", 1)]  # fold 2 is on disk
+
+
+def test_the_study_scripts_examples_run() -> None:
+    import recipe
+
+    result = doctest.testmod(recipe)
+    assert result.attempted >= 2 and result.failed == 0
