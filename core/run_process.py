@@ -52,7 +52,7 @@ def train_args(config: TrainConfig) -> list[str]:
     for f in cli_fields():
         value, default = getattr(config, f.name), default_of(f)
         if isinstance(value, bool):  # switches appear only when they change the default
-            args += [flag_of(f)] if value != default else []
+            args += [flag_of(f, value)] if value != default else []
         elif value is not None:
             args += [flag_of(f), *map(str, value)] if isinstance(value, list) else [flag_of(f), str(value)]
     return args

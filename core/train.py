@@ -44,8 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     for f in cli_fields():
         kind, is_list = _value_type(hints[f.name])
         default, extra = default_of(f), {}
-        if kind is bool:  # switches: --batch-dice sets True, --no-deep-supervision sets False
-            extra["action"] = "store_false" if default else "store_true"
+        if kind is bool:  # switches come in both forms: --batch-dice / --no-batch-dice
+            extra["action"] = argparse.BooleanOptionalAction
         else:
             extra["type"], extra["choices"] = kind, f.metadata.get("choices")
             if is_list:

@@ -16,7 +16,7 @@ from core.data.synthetic import make_synthetic
 from core.inference import segment_images
 from core.losses import BCEDiceLoss, DeepSupervisionLoss, SelfDistillationLoss
 from core.train import build_parser, parse_args
-from core.training.config import TrainConfig, cli_fields
+from core.training.config import TrainConfig, cli_fields, flag_of
 from core.training.history import read_history
 from core.training.trainer import Trainer
 
@@ -67,7 +67,7 @@ def test_strong_augmentation_changes_channels_independently() -> None:
 def test_every_config_field_is_a_flag_with_help() -> None:
     help_text = build_parser().format_help()
     for f in cli_fields():
-        assert (f.metadata.get("flag") or "--" + f.name.replace("_", "-")) in help_text
+        assert flag_of(f) in help_text
     config = parse_args(["--schedule", "cosine", "--warmup", "0.1", "--ema", "0.99", "--intensity", "volume",
                          "--augment", "strong", "--folds", "3", "--fold", "2", "--budget-minutes", "5"])
     assert (config.schedule, config.warmup, config.ema, config.intensity, config.augment, config.folds,

@@ -19,9 +19,9 @@ from core.training.optimizers import OPTIMIZERS
 from core.training.schedule import SCHEDULES
 
 
-def option(default: Any, help: str = "", choices: tuple | None = None, flag: str | None = None) -> Any:  # noqa: A002
-    """A config field with its CLI help, its choices and (for ``--no-x`` style switches) its flag."""
-    meta = {"help": help, "choices": choices, "flag": flag}
+def option(default: Any, help: str = "", choices: tuple | None = None) -> Any:  # noqa: A002
+    """A config field with its CLI help and its choices."""
+    meta = {"help": help, "choices": choices}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -41,8 +41,8 @@ class TrainConfig:
     out: str = option("runs/run", "run folder (config, split, history.jsonl, best.pt, last.pt)")
     arch: str = option("unetpp", choices=ARCHITECTURES.keys())  # a live view: registered names
     width: int = option(16, "filters of the first level (n in n*[1,2,4,8,16]; the UNet++ paper uses 32)")
-    deep_supervision: bool = option(True, "one head on x0_4 instead of four (UNet++ only)",
-                                    flag="--no-deep-supervision")
+    deep_supervision: bool = option(True, "four heads, on x0_1..x0_4, each trained (UNet++ only; "
+                                          "--no-deep-supervision: one head on x0_4)")
     ds_weights: list[float] | None = option(None, "loss weight per head (default equal)")
     distill: float = option(0.0, "self-distillation: weight of a loss pulling the shallow heads towards the "
                                  "deepest head's probabilities, for the pruned levels (0: off)")
@@ -139,9 +139,11 @@ def cli_fields() -> list[Field]:
     return [f for f in fields(TrainConfig) if f.metadata.get("cli", True)]
 
 
-def flag_of(f: Field) -> str:
-    """``--batch-size`` for ``batch_size``; a field's own flag (``--no-deep-supervision``) where it has one."""
-    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+def flag_of(f: Field, value: Any = None) -> str:
+    """``--batch-size`` for ``batch_size``; a switch has both forms, and ``value=False`` gives the one that clears
+    it (``--no-deep-supervision``)."""
+    flag = "--" + f.name.replace("_", "-")
+    return "--no-" + flag[2:] if value is False else flag
 
 
 def default_of(f: Field) -> Any:
