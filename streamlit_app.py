@@ -13,6 +13,7 @@ from torch import nn
 
 from app.architecture import architecture_figure, level_nodes, nodes
 from app.checkpoints import available_checkpoints, load_model, model_summary, shipped_checkpoint
+from app.evaluation import number_columns
 from app.guidance import stored_source
 from app.layout import PAGES, setup_page
 from core.checkpoint import CheckpointError
@@ -71,9 +72,8 @@ def show_model(path: Path, model: nn.Module, meta: dict[str, Any]) -> None:
     table = metrics_table(model, meta)
     if not table.empty:
         st.dataframe(table, hide_index=True, width="stretch",
-                     column_config={"parameters": st.column_config.NumberColumn(format="localized")}
-                     | {c: st.column_config.NumberColumn(format="%.3f")
-                        for c in ("Dice", "IoU", "volume Dice", "post-processed volume Dice")})
+                     column_config=number_columns(("parameters", "Dice", "IoU", "volume Dice",
+                                                   "post-processed volume Dice"), digits=3))
 
 
 def home() -> None:

@@ -73,6 +73,22 @@ def recommend(result: dict[str, Any], tolerance: float = TOLERANCE) -> str | Non
     return next(level_key(level) for level in found if rows[level][key] >= target - tolerance)
 
 
+NUMBER_FORMATS = {"parameters": "localized", "GFLOPs": "%.3f", "ms per image": "%.2f", "speed-up": "%.1f×",
+                  "Dice": "%.4f", "IoU": "%.4f", "volume Dice": "%.4f", "post-processed volume Dice": "%.4f"}
+COLUMN_HELP = {"post-processed volume Dice": "Volume Dice under the model's own post-processing rule (threshold, "
+               "small 3D components dropped, flip average), as Segment and core.predict apply it; None where a "
+               "level has no rule of its own (the ensemble)"}
+
+
+def number_columns(columns: Sequence[str] = tuple(NUMBER_FORMATS), digits: int | None = None) -> dict[str, Any]:
+    """``st.dataframe`` column settings for the metric tables' ``columns``: each one's number format (quality
+    to ``digits`` decimals where given) and help."""
+    def format_of(column: str) -> str:
+        fmt = NUMBER_FORMATS[column]
+        return f"%.{digits}f" if digits is not None and fmt == "%.4f" else fmt
+    return {c: st.column_config.NumberColumn(format=format_of(c), help=COLUMN_HELP.get(c)) for c in columns}
+
+
 def results_table(result: dict[str, Any], class_names: Sequence[str] = ()) -> pd.DataFrame:
     """One row per level: size, cost, speed and quality, speed-up against the deepest head; for a
     multi-class model also the (volume) Dice of each class, under ``class_names`` (background first)."""

@@ -257,9 +257,11 @@ def write_report() -> None:
                   f"({tuned['patients']} patients in all, each scored once); every rule (threshold "
                   f"{', '.join(map(str, thresholds))}; keep 3D components of at least "
                   f"{', '.join(map(str, fractions))} of the largest; with and without a horizontal-flip "
-                  "average) is scored by mean volume Dice over them. `python bench/recipe.py tune` rebuilds it; "
-                  "the best rule for the deepest head is stored in the shipped checkpoint and is the default of "
-                  "`core.predict` and the Segment page.", "",
+                  "average) is scored by mean volume Dice over them. `python bench/recipe.py tune` rebuilds it. "
+                  "The flip is one setting per checkpoint, the deepest head's best; each head's best threshold and "
+                  "component share under it are stored in the shipped checkpoint and are the defaults of "
+                  "`core.predict` and the Segment page. The nested column scores each fold with the rules chosen "
+                  "on the other folds alone, the flip included.", "",
                   "| level | threshold 0.5, all components, no flip | best rule | its volume Dice | "
                   "rule chosen on the other folds (nested) |",
                   "|---|---|---|---|---|"]
@@ -388,28 +390,46 @@ def tune(variant: str, data: str) -> dict[str, Any]:
                             errors.setdefault(json.dumps(rule), {}).update(counts)
         print(f"{variant} fold {fold}: scored", flush=True)
     table = {level: {rule: statistics.mean(d.values()) for rule, d in rules.items()} for level, rules in scores.items()}
-    result = {"variant": variant, "patients": len(next(iter(next(iter(scores.values())).values()))),
+    deepest = max(table, key=int)
+    best = max(table[deepest], key=table[deepest].get)
+    flip = json.loads(best)["hflip"]  # one setting per checkpoint (a pruned head is a cut of the same forward pass)
+    under_flip = {level: {r: m for r, m in rules.items() if json.loads(r)["hflip"] == flip}
+                  for level, rules in table.items()}
+    flip_of = {fold: json.loads(rule)["hflip"] for fold, rule in nested_rules(scores[deepest], fold_of).items()}
+    result = {"variant": variant, "patients": len(fold_of),
               "plain": {level: rules[json.dumps({"threshold": 0.5, "min_component_fraction": 0.0, "hflip": False})]
                         for level, rules in table.items()},
               "best": {level: json.loads(max(rules, key=rules.get)) | {"volume_dice_mean": max(rules.values())}
-                       for level, rules in table.items()},
-              "nested": {level: nested_score(rules, fold_of) for level, rules in scores.items()},
-              "table": table}
-    deepest = max(table, key=int)
-    result["errors"] = errors[max(table[deepest], key=table[deepest].get)]  # under the deepest head's best rule
+                       for level, rules in under_flip.items()},
+              "nested": {level: nested_score(rules, fold_of, nested_rules(rules, fold_of, flip_of))
+                         for level, rules in scores.items()},
+              "table": table, "errors": errors[best]}  # the deepest head's losses under its best rule
     atomic_write(tuned_path(variant), json.dumps(result, indent=1) + "\n")
     return result
 
 
-def nested_score(rules: dict[str, dict[str, float]], fold_of: dict[str, int]) -> float:
-    """Mean volume Dice when each fold's patients get the rule chosen on the other folds' patients alone:
-    an estimate of the post-processed quality that no choice has seen (the best rule's own mean has)."""
-    dice = []
+def nested_rules(rules: dict[str, dict[str, float]], fold_of: dict[str, int],
+                 flip_of: dict[int, bool] | None = None) -> dict[int, str]:
+    """Per fold, the rule with the best mean volume Dice over the other folds' patients alone; with ``flip_of``,
+    only among the rules with that fold's flip setting (the one its deepest head chose on the same patients).
+
+    Example:
+        >>> rules = {'{"hflip": false}': {"p1": 0.9, "p2": 0.1}, '{"hflip": true}': {"p1": 0.2, "p2": 0.8}}
+        >>> nested_rules(rules, {"p1": 0, "p2": 1}), nested_rules(rules, {"p1": 0, "p2": 1}, {0: True, 1: True})
+        ({0: '{"hflip": true}', 1: '{"hflip": false}'}, {0: '{"hflip": true}', 1: '{"hflip": true}'})
+    """
+    chosen = {}
     for fold in sorted(set(fold_of.values())):
         others = [v for v, k in fold_of.items() if k != fold]
-        rule = max(rules, key=lambda r: statistics.mean(rules[r][v] for v in others))
-        dice += [rules[rule][v] for v, k in fold_of.items() if k == fold]
-    return statistics.mean(dice)
+        allowed = [r for r in rules if flip_of is None or json.loads(r)["hflip"] == flip_of[fold]]
+        chosen[fold] = max(allowed, key=lambda r: statistics.mean(rules[r][v] for v in others))
+    return chosen
+
+
+def nested_score(rules: dict[str, dict[str, float]], fold_of: dict[str, int], chosen: dict[int, str]) -> float:
+    """Mean volume Dice when each fold's patients get the rule ``chosen`` for that fold (``nested_rules``):
+    an estimate of the post-processed quality that no choice has seen (the best rule's own mean has)."""
+    return statistics.mean(rules[chosen[fold]][volume] for volume, fold in fold_of.items())
 
 
 def cross_validated(variant: str) -> dict[str, Any]:
@@ -427,19 +447,9 @@ def cross_validated(variant: str) -> dict[str, Any]:
                               "budget_minutes": minutes, "budget_clock": clock}
 
 
-def best_rule(table: dict[str, float], hflip: bool) -> dict[str, Any]:
-    """The best-scoring rule of one level's ``tune`` table among those with this flip setting.
-
-    Example:
-        >>> best_rule({'{"threshold": 0.1, "hflip": false}': 0.9, '{"threshold": 0.2, "hflip": true}': 0.8}, True)
-        {'threshold': 0.2, 'hflip': True}
-    """
-    return json.loads(max((r for r in table if json.loads(r)["hflip"] == hflip), key=table.get))
-
-
 def ship(checkpoint: Path, out: Path, variant: str, data: str) -> dict[str, Any]:
-    """Write ``checkpoint`` as the shipped model: weights and metadata only, with the post-processing rule
-    ``tune`` chose for its deepest head, its recipe's cross-validated metrics as ``metrics``, and its
+    """Write ``checkpoint`` as the shipped model: weights and metadata only, with the post-processing rules
+    ``tune`` chose (the deepest head's flip, each head's threshold and components), its recipe's cross-validated metrics as ``metrics``, and its
     fit on the patients it was trained on (``training_fit``, what ``core.evaluate --split train`` gives)."""
     from core.checkpoint import atomic_save, model_from, read_checkpoint, without_training_state
     from core.data import load_source
@@ -452,10 +462,9 @@ def ship(checkpoint: Path, out: Path, variant: str, data: str) -> dict[str, Any]
     data_ = read_checkpoint(checkpoint)
     shipped = without_training_state(data_)
     deepest = str(max(int(level) for level in tuned["best"]))
-    shipped["postprocessing"] = {k: v for k, v in tuned["best"][deepest].items() if k != "volume_dice_mean"}
-    shipped["postprocessing"]["levels"] = {  # each pruned head's own threshold and components, under the same flip
-        level: {k: rule[k] for k in PER_LEVEL} for level in tuned["table"] if level != deepest
-        for rule in [best_rule(tuned["table"][level], shipped["postprocessing"]["hflip"])]}
+    shipped["postprocessing"] = {k: v for k, v in tuned["best"][deepest].items() if k != "volume_dice_mean"} | {
+        "levels": {level: {k: rule[k] for k in PER_LEVEL}  # each pruned head's own threshold and components
+                   for level, rule in tuned["best"].items() if level != deepest}}
     # the nested estimate (each fold scored with the rule chosen on the others) where tune made one
     postprocessed = tuned.get("nested", {}).get(deepest, tuned["best"][deepest]["volume_dice_mean"])
     shipped["metrics"] = cross_validated(variant) | {"postprocessed_volume_dice_mean": postprocessed}

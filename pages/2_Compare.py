@@ -17,8 +17,8 @@ from app.charts import cost_figure, quality_latency_figure
 from app.checkpoints import LoadedModel, pick_checkpoint
 from app.data import load_split, resolve_source, window_items
 from app.evaluation import (
-    TIMING_REPEATS, evaluate_with_progress, head_masks, headline_metric, measure_levels, recommend, results_table,
-    slice_dice,
+    TIMING_REPEATS, evaluate_with_progress, head_masks, headline_metric, measure_levels, number_columns, recommend,
+    results_table, slice_dice,
 )
 from app.guidance import data_name, stored_levels, stored_metric, stored_source
 from app.images import agreement, anatomy, disagreement_share, enlarge, overlay, truth_overlay
@@ -28,8 +28,6 @@ from core.data import SYNTHETIC, DataError, SliceSet
 from core.levels import deepest_key, heads, level_name
 
 OWN, DEMO, FOLDER = "The model's validation split", "Synthetic phantoms", "A data folder"
-NUMBER_FORMATS = {"parameters": "localized", "GFLOPs": "%.3f", "ms per image": "%.2f", "speed-up": "%.1f×",
-                  "Dice": "%.4f", "IoU": "%.4f", "volume Dice": "%.4f", "post-processed volume Dice": "%.4f"}
 
 
 def recommendation(result: dict[str, Any], where: str) -> None:
@@ -68,8 +66,7 @@ def stored_section(loaded: LoadedModel) -> None:
     if not levels:
         st.caption(f"This checkpoint stores no validation metrics. {timing}")
         st.dataframe(results_table({"levels": cost}), hide_index=True, width="stretch",
-                     column_config={c: st.column_config.NumberColumn(format=f) for c, f in NUMBER_FORMATS.items()
-                                    if c in ("parameters", "GFLOPs", "ms per image", "speed-up")})
+                     column_config=number_columns(("parameters", "GFLOPs", "ms per image", "speed-up")))
         return
     rows = {k: {**{m: v for m, v in levels[k].items() if not m.startswith("n_")}, **cost[k]}
             for k in cost if k in levels}
@@ -78,7 +75,7 @@ def stored_section(loaded: LoadedModel) -> None:
     recommendation(result, f"on the model's own validation data ({source})")
     st.caption(f"Dice, IoU and volume Dice: **{source}**, measured when the model was saved, not here. {timing}")
     st.dataframe(results_table(result), hide_index=True, width="stretch",
-                 column_config={c: st.column_config.NumberColumn(format=f) for c, f in NUMBER_FORMATS.items()})
+                 column_config=number_columns())
     key, label = stored_metric(rows)
     left, right = st.columns(2)
     left.plotly_chart(quality_latency_figure(rows, key, f"stored validation {label}"), key="stored_quality_latency")
@@ -139,7 +136,7 @@ def show_results(result: dict, description: str, own: bool, note: str) -> None:
             recommendation(result, f"on {description}")
     st.caption(f"Latency is the median of {TIMING_REPEATS} single-image passes on this machine.")
     st.dataframe(results_table(result, meta.get("labels") or ()), hide_index=True, width="stretch",
-                 column_config={c: st.column_config.NumberColumn(format=f) for c, f in NUMBER_FORMATS.items()})
+                 column_config=number_columns())
     left, right = st.columns(2)
     left.plotly_chart(quality_latency_figure(rows, key, label), key="quality_latency")
     right.plotly_chart(cost_figure(rows), key="cost")

@@ -146,13 +146,18 @@ def test_self_distillation_pulls_shallow_heads_towards_the_deepest() -> None:
 
 
 def test_the_nested_post_processing_estimate_never_scores_a_fold_with_a_rule_chosen_on_it() -> None:
-    from recipe import nested_score
+    from recipe import nested_rules, nested_score
 
     # rule "a" is best on patients p1 and p3, "b" on p2; each fold gets the rule the other two prefer
-    rules = {"a": {"p1": 0.9, "p2": 0.1, "p3": 0.5}, "b": {"p1": 0.2, "p2": 0.8, "p3": 0.4}}
+    a, b = '{"hflip": false}', '{"hflip": true}'
+    rules = {a: {"p1": 0.9, "p2": 0.1, "p3": 0.5}, b: {"p1": 0.2, "p2": 0.8, "p3": 0.4}}
     folds = {"p1": 0, "p2": 1, "p3": 2}
-    assert nested_score(rules, folds) == pytest.approx((0.2 + 0.1 + 0.5) / 3)  # below either rule's own mean
-    assert nested_score(rules, folds) < max(np.mean(list(r.values())) for r in rules.values())
+    estimate = nested_score(rules, folds, nested_rules(rules, folds))
+    assert estimate == pytest.approx((0.2 + 0.1 + 0.5) / 3)  # below either rule's own mean
+    assert estimate < max(np.mean(list(r.values())) for r in rules.values())
+    # a pruned head bound to the flip its deepest head chose per fold gets only rules with that flip
+    assert nested_score(rules, folds, nested_rules(rules, folds, {0: True, 1: True, 2: True})) == pytest.approx(
+        (0.2 + 0.8 + 0.4) / 3)
 
 
 def test_the_error_breakdown_counts_missed_and_false_voxels_and_lists_the_worst_patients_first() -> None:
