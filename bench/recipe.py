@@ -85,9 +85,14 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 }
 
 
+JUDGED_AGAINST = {"area_60min": "area_30min"}  # a longer budget against the next shorter, not the flags' parent
+
+
 def base_of(variant: str) -> str | None:
-    """The variant that ``variant`` changes: the longest of the others' flag lists that its own flags start with
-    (the single levers are not bases: ``combined`` changes the baseline)."""
+    """The variant that ``variant`` changes: ``JUDGED_AGAINST``'s, else the longest of the others' flag lists that
+    its own flags start with (the single levers are not bases: ``combined`` changes the baseline)."""
+    if variant in JUDGED_AGAINST:
+        return JUDGED_AGAINST[variant]
     flags = VARIANTS[variant][1]
     bases = [v for v, (_, f) in VARIANTS.items()
              if v != variant and v not in LEVERS and flags[:len(f)] == f and len(f) < len(flags)]

@@ -197,12 +197,17 @@ def test_context_slices_stack_neighbours_within_a_volume_and_tie_intensity_per_s
 
 
 def test_each_study_variant_is_judged_against_the_variant_it_changes() -> None:
-    from recipe import VARIANTS, base_of
+    from recipe import JUDGED_AGAINST, VARIANTS, base_of
 
     assert base_of("baseline") is None and base_of("combined") == "baseline" and base_of("ema") == "baseline"
     assert base_of("area_sampling") == "combined" and base_of("area_30min") == "area_sampling"
     assert base_of("gpu_unet") == "gpu" and base_of("batch_dice_30min") == "area_30min"
-    for variant in VARIANTS:  # a base's flags are a strict prefix of the variant's: exactly one thing changed on top
+    assert base_of("area_60min") == "area_30min"  # minutes past 30 are judged against 30
+    def without_budget(flags: list[str]) -> list[str]:
+        return [f for i, f in enumerate(flags) if "--budget-minutes" not in flags[max(i - 1, 0):i + 1]]
+    for variant, base in JUDGED_AGAINST.items():  # the same recipe, only with another budget
+        assert without_budget(VARIANTS[variant][1]) == without_budget(VARIANTS[base][1])
+    for variant in set(VARIANTS) - set(JUDGED_AGAINST):  # else a base's flags are a strict prefix of the variant's
         if (base := base_of(variant)) is not None:
             flags, base_flags = VARIANTS[variant][1], VARIANTS[base][1]
             assert flags[:len(base_flags)] == base_flags and len(flags) > len(base_flags)
