@@ -13,7 +13,7 @@ from torch import nn
 
 from app.architecture import architecture_figure, level_nodes, nodes
 from app.checkpoints import available_checkpoints, load_model, model_summary, shipped_checkpoint
-from app.evaluation import number_columns
+from app.evaluation import QUALITY_COLUMNS, number_columns
 from app.guidance import stored_source
 from app.layout import PAGES, setup_page
 from core.checkpoint import CheckpointError
@@ -72,8 +72,7 @@ def show_model(path: Path, model: nn.Module, meta: dict[str, Any]) -> None:
     table = metrics_table(model, meta)
     if not table.empty:
         st.dataframe(table, hide_index=True, width="stretch",
-                     column_config=number_columns(("parameters", "Dice", "IoU", "volume Dice",
-                                                   "post-processed volume Dice"), digits=3))
+                     column_config=number_columns(("parameters", *QUALITY_COLUMNS), digits=3))
 
 
 def home() -> None:

@@ -73,8 +73,9 @@ def recommend(result: dict[str, Any], tolerance: float = TOLERANCE) -> str | Non
     return next(level_key(level) for level in found if rows[level][key] >= target - tolerance)
 
 
-NUMBER_FORMATS = {"parameters": "localized", "GFLOPs": "%.3f", "ms per image": "%.2f", "speed-up": "%.1f×",
-                  "Dice": "%.4f", "IoU": "%.4f", "volume Dice": "%.4f", "post-processed volume Dice": "%.4f"}
+QUALITY_COLUMNS = ("Dice", "IoU", "volume Dice", "post-processed volume Dice")
+NUMBER_FORMATS = {"parameters": "localized", "GFLOPs": "%.3f", "ms per image": "%.2f", "speed-up": "%.1f×"} | {
+    column: "%.4f" for column in QUALITY_COLUMNS}
 COLUMN_HELP = {"post-processed volume Dice": "Volume Dice under the model's own post-processing rule (threshold, "
                "small 3D components dropped, flip average), as Segment and core.predict apply it; None where a "
                "level has no rule of its own (the ensemble)"}
@@ -84,8 +85,7 @@ def number_columns(columns: Sequence[str] = tuple(NUMBER_FORMATS), digits: int |
     """``st.dataframe`` column settings for the metric tables' ``columns``: each one's number format (quality
     to ``digits`` decimals where given) and help."""
     def format_of(column: str) -> str:
-        fmt = NUMBER_FORMATS[column]
-        return f"%.{digits}f" if digits is not None and fmt == "%.4f" else fmt
+        return f"%.{digits}f" if digits is not None and column in QUALITY_COLUMNS else NUMBER_FORMATS[column]
     return {c: st.column_config.NumberColumn(format=format_of(c), help=COLUMN_HELP.get(c)) for c in columns}
 
 

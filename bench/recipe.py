@@ -85,18 +85,22 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 }
 
 
-JUDGED_AGAINST = {"area_60min": "area_30min"}  # a longer budget against the next shorter, not the flags' parent
-
-
 def base_of(variant: str) -> str | None:
-    """The variant that ``variant`` changes: ``JUDGED_AGAINST``'s, else the longest of the others' flag lists that
-    its own flags start with (the single levers are not bases: ``combined`` changes the baseline)."""
-    if variant in JUDGED_AGAINST:
-        return JUDGED_AGAINST[variant]
+    """The variant that ``variant`` changes: the longest of the others' flag lists that its own flags start with
+    (the single levers are not bases: ``combined`` changes the baseline); where that is the same recipe at a
+    shorter budget, the same recipe at the next shorter budget, so each added stretch of minutes is judged alone."""
     flags = VARIANTS[variant][1]
     bases = [v for v, (_, f) in VARIANTS.items()
              if v != variant and v not in LEVERS and flags[:len(f)] == f and len(f) < len(flags)]
-    return max(bases, key=lambda v: len(VARIANTS[v][1]), default=None)
+    base = max(bases, key=lambda v: len(VARIANTS[v][1]), default=None)
+    shorter = [v for v in VARIANTS if recipe_of(v) == recipe_of(variant) and budget_of(v)[0] < budget_of(variant)[0]]
+    return max(shorter, key=lambda v: budget_of(v)[0]) if base in shorter else base
+
+
+def recipe_of(variant: str) -> list[str]:
+    """The variant's own flags without its budget's minutes."""
+    flags = VARIANTS[variant][1]
+    return [f for i, f in enumerate(flags) if "--budget-minutes" not in flags[max(i - 1, 0):i + 1]]
 
 
 def budget_of(variant: str) -> tuple[float, str]:
@@ -454,8 +458,9 @@ def cross_validated(variant: str) -> dict[str, Any]:
 
 def ship(checkpoint: Path, out: Path, variant: str, data: str) -> dict[str, Any]:
     """Write ``checkpoint`` as the shipped model: weights and metadata only, with the post-processing rules
-    ``tune`` chose (the deepest head's flip, each head's threshold and components), its recipe's cross-validated metrics as ``metrics``, and its
-    fit on the patients it was trained on (``training_fit``, what ``core.evaluate --split train`` gives)."""
+    ``tune`` chose (the deepest head's flip, each head's threshold and components), its recipe's cross-validated
+    metrics as ``metrics``, and its fit on the patients it was trained on (``training_fit``, what
+    ``core.evaluate --split train`` gives)."""
     from core.checkpoint import atomic_save, model_from, read_checkpoint, without_training_state
     from core.data import load_source
     from core.evaluation import evaluate_model
