@@ -69,6 +69,8 @@ EXTRA_LEVERS = {  # measured on top of the combination
     "size256": ("combined at 256 px", ["--size", "256"]),
     "unet": ("combined, U-Net (the paper's comparison)", ["--arch", "unet"]),
     "unetpp_nods": ("combined, UNet++ without deep supervision", ["--no-deep-supervision"]),
+    "unet_30min": ("U-Net with the default recipe at 30 minutes: does UNet++ catch up with more minutes?",
+                   ["--sampling", "area", "--budget-minutes", "30", "--arch", "unet"]),
 }
 GPU = ["--sampling", "area", "--budget-minutes", "7", "--budget-clock", "wall", "--device", "cuda"]
 GPU_VARIANTS = {  # run together on one H200 (with the shipped model's run): 10 processes time-sliced on one GPU
