@@ -51,6 +51,8 @@ EXTRA_LEVERS = {  # measured on top of the combination
                    ["--sampling", "area", "--budget-minutes", "30"]),
     "area_60min": ("the default recipe with four times the budget: do minutes beyond 30 still pay?",
                    ["--sampling", "area", "--budget-minutes", "60"]),
+    "area_120min": ("the default recipe with the shipped model's 120 minutes (v6): does the gain go on?",
+                    ["--sampling", "area", "--budget-minutes", "120"]),
     "coarse": ("combined + the first half of the budget at 64 px (progressive resizing)", ["--coarse-share", "0.5"]),
     "area_coarse": ("the default recipe (combined + area sampling) + the first half of the budget at 64 px: do the two "
                     "stack?", ["--sampling", "area", "--coarse-share", "0.5"]),

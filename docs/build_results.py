@@ -129,10 +129,9 @@ def deepest_scores(run: dict[str, Any]) -> dict[str, float]:
     return run["final"][max((level for level in run["final"] if level != "ens"), key=int)]
 
 
-def cross_validated_block() -> list[str]:
-    """The three networks on the recipe study's 3 patient folds (``docs/recipe/runs.json``), at equal time,
-    each against UNet++ with deep supervision fold by fold."""
-    runs = json.loads((DOCS / "recipe" / "runs.json").read_text())
+def cross_validated_block(runs: dict[str, dict[str, Any]]) -> list[str]:
+    """The three networks on the recipe study's 3 patient folds (``runs``: ``docs/recipe/runs.json``), at
+    equal time, each against UNet++ with deep supervision fold by fold."""
     lines: list[str] = []
     for budget, variants in CV_SETS:
         run = [v for v in variants if v]
@@ -174,7 +173,7 @@ def replace_block(text: str, begin: str, end: str, block: list[str]) -> str:
 
 def main() -> None:
     doc = DOCS / "results.md"
-    block, cv = results_block(), cross_validated_block()
+    block, cv = results_block(), cross_validated_block(json.loads((DOCS / "recipe" / "runs.json").read_text()))
     doc.write_text(replace_block(replace_block(doc.read_text(), BEGIN, END, block), CV_BEGIN, CV_END, cv))
     print("\n".join(block + cv))
 

@@ -203,6 +203,7 @@ def test_each_study_variant_is_judged_against_the_variant_it_changes() -> None:
     assert base_of("area_sampling") == "combined" and base_of("area_30min") == "area_sampling"
     assert base_of("gpu_unet") == "gpu" and base_of("batch_dice_30min") == "area_30min"
     assert base_of("area_60min") == "area_30min"  # minutes past 30 are judged against 30
+    assert base_of("area_120min") == "area_60min" and base_of("unet_30min") == "area_30min"
     def without_budget(flags: list[str]) -> list[str]:
         return [f for i, f in enumerate(flags) if "--budget-minutes" not in flags[max(i - 1, 0):i + 1]]
     for variant in VARIANTS:  # a base's flags are a strict prefix of the variant's (one thing changed on top), or
@@ -232,3 +233,21 @@ def test_the_study_scripts_examples_run() -> None:
 
     result = doctest.testmod(recipe)
     assert result.attempted >= 2 and result.failed == 0
+
+
+def test_the_architecture_comparison_pairs_folds_and_waits_for_missing_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "docs"))
+    import build_results
+
+    def run(dice: float, epochs: int) -> dict:
+        scores = {"volume_dice_mean": dice, "volume_dice_median": dice, "dice": dice}
+        return {"epochs": epochs, "final": {"1": {}, "4": scores, "ens": {}}}
+    monkeypatch.setattr(build_results, "CV_SETS", [("5 minutes", ["a", None, "c"])])
+    runs = {**{f"a/fold{k}": run(0.8 + 0.01 * k, 30) for k in range(3)},
+            **{f"c/fold{k}": run(0.7 + 0.03 * k, 10) for k in range(3)}}
+    text = "\n".join(build_results.cross_validated_block(runs))
+    assert "| UNet++ without deep supervision | not run at this budget |" in text
+    assert "U-Net against UNet++ with deep supervision, fold by fold: +0.080 ± 0.020" in text  # 0.10, 0.08, 0.06
+    assert "ahead on 3 of 3 folds, with 3.0x the epochs" in text
+    del runs["c/fold2"]
+    assert "not all 6 runs are done yet" in "\n".join(build_results.cross_validated_block(runs))
