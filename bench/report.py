@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from core.files import atomic_write
+from core.files import write_section
 from core.levels import short_name
 
 TARGETS_NOTE = """Targets (issue 5), as ratios within this run: our step at least 3x the seed-style step and
@@ -105,8 +105,4 @@ def write_report(meta: dict[str, Any], rows: list[dict[str, Any]], path: Path) -
     if upload:
         body += [f"Upload (PNG bytes to mask with the shipped model): median {upload['median_s'] * 1000:.0f} ms "
                  f"over {len(upload['seconds'])} runs, peak RSS {upload['peak_rss_mib']:.0f} MiB.", ""]
-    begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
-    text = path.read_text() if path.exists() else f"# Benchmarks\n\n{begin}\n{end}\n"
-    head, _, rest = text.partition(begin)
-    _, _, tail = rest.partition(end)
-    atomic_write(path, head + begin + "\n" + "\n".join(body) + "\n" + end + tail)
+    write_section(path, "bench", "\n".join(body))

@@ -17,11 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recipe import FOLDS, RESULTS, VARIANTS, budget_of, tuned_path  # noqa: E402
-from core.files import atomic_write  # noqa: E402
+from core.files import write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- time-to-quality:begin -->", "<!-- time-to-quality:end -->"
 RECIPES = {"baseline": "previous defaults (seed-post-like)", "combined": "the four levers",
            "area_sampling": "the default recipe (the four levers + area sampling)",
            "coarse": "the four levers + the first half at 64 px (progressive resizing)",
@@ -110,13 +109,8 @@ def build() -> str:
 
 
 def main() -> int:
-    text = DOC.read_text()
-    section = f"{BEGIN}\n{build()}\n{END}"
-    if BEGIN in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n## Time to quality (training recipe)\n\n" + section + "\n"
-    atomic_write(DOC, text)
+    section = build()
+    write_section(DOC, "time-to-quality", section, heading="Time to quality (training recipe)")
     print(section)
     return 0
 

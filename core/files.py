@@ -44,3 +44,27 @@ def atomic_write(path: str | Path, data: bytes | str) -> Path:
     with atomic_file(path) as f:
         f.write(data.encode() if isinstance(data, str) else data)
     return Path(path)
+
+
+def write_section(path: str | Path, name: str, body: str, heading: str | None = None) -> Path:
+    """Replace the text between ``<!-- name:begin -->`` and ``<!-- name:end -->`` in a Markdown file, atomically.
+
+    Where the markers are missing they are appended, under ``heading`` when one is given; the rest
+    of the file is kept as it is. This is how the bench scripts keep their numbers in the docs.
+
+    Example:
+        >>> import tempfile
+        >>> doc = Path(tempfile.mkdtemp()) / "doc.md"
+        >>> _ = doc.write_text("# Title\\n\\n<!-- speed:begin -->\\nold\\n<!-- speed:end -->\\n\\nNotes.\\n")
+        >>> write_section(doc, "speed", "new").read_text()
+        '# Title\\n\\n<!-- speed:begin -->\\nnew\\n<!-- speed:end -->\\n\\nNotes.\\n'
+    """
+    path = Path(path)
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    text = path.read_text() if path.exists() else ""
+    section = f"{begin}\n{body}\n{end}"
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + section + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + "\n\n" + (f"## {heading}\n\n" if heading else "") + section + "\n"
+    return atomic_write(path, text.lstrip("\n"))

@@ -12,10 +12,14 @@ markers with one table per seed and the verdict against the paper.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 DOCS = Path(__file__).resolve().parent
+sys.path.insert(0, str(DOCS.parent))  # the project's core/, when run as a script
+from core.files import write_section  # noqa: E402
+
 RUNS = DOCS.parent / "runs"
 ROWS = [  # (json / run name, label, levels shown)
     ("unet", "U-Net", ["4"]),
@@ -23,7 +27,6 @@ ROWS = [  # (json / run name, label, levels shown)
     ("unetpp_ds", "UNet++ with deep supervision", ["4", "3", "2", "1", "ens"]),
 ]
 SEEDS = {0: "", 1: "_s1"}  # seed -> suffix of its run folders and JSONs (seed 0 is the shipped model's split)
-BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 PAPER_IOU_GAIN = 3.9  # UNet++ with deep supervision over U-Net, mean over 4 datasets (Zhou et al. 2018, abstract)
 
 
@@ -108,7 +111,6 @@ def results_block() -> list[str]:
     return lines + verdict()
 
 
-CV_BEGIN, CV_END = "<!-- cv:begin -->", "<!-- cv:end -->"
 CV_SETS = [  # (budget, variants of docs/recipe.md for U-Net, UNet++ without and with deep supervision; None: not run)
     ("15 minutes of one CPU core each (the recipe study's budget; the `combined` recipe)",
      ["unet", "unetpp_nods", "combined"]),
@@ -166,15 +168,11 @@ def cross_validated_block(runs: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
-def replace_block(text: str, begin: str, end: str, block: list[str]) -> str:
-    start, stop = text.index(begin) + len(begin), text.index(end)
-    return text[:start] + "\n" + "\n".join(block) + "\n" + text[stop:]
-
-
 def main() -> None:
     doc = DOCS / "results.md"
     block, cv = results_block(), cross_validated_block(json.loads((DOCS / "recipe" / "runs.json").read_text()))
-    doc.write_text(replace_block(replace_block(doc.read_text(), BEGIN, END, block), CV_BEGIN, CV_END, cv))
+    write_section(doc, "results", "\n".join(block))
+    write_section(doc, "cv", "\n".join(cv))
     print("\n".join(block + cv))
 
 

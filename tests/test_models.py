@@ -198,3 +198,24 @@ def test_levels_and_bad_level() -> None:
         NestedUNet(base_width=4)(torch.zeros(1, 3, 16, 16), level=5)
     with pytest.raises(ValueError, match="level 2 not available"):
         NestedUNet(base_width=4, deep_supervision=False).prune(2)
+
+
+@pytest.mark.parametrize("net", [NestedUNet, UNet])
+def test_the_fast_concat_backward_gives_torch_cats_gradients(net: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    module = importlib.import_module(net.__module__)
+    x, target = torch.rand(2, 3, 32, 32), torch.rand(2, 1, 32, 32)
+
+    def gradients() -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        model = net(base_width=4).to(memory_format=torch.channels_last).train()
+        loss = sum((o - target).square().mean() for o in heads_of(model(x.contiguous(memory_format=torch.channels_last))))
+        loss.backward()
+        return {name: p.grad for name, p in model.named_parameters()}
+    fast = gradients()
+    monkeypatch.setattr(module, "concat", lambda tensors: torch.cat(tensors, 1))
+    reference = gradients()
+    assert fast.keys() == reference.keys()
+    for name, grad in fast.items():
+        torch.testing.assert_close(grad, reference[name], rtol=1e-4, atol=1e-6, msg=name)

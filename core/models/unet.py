@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from core.models.base import SegmentationNet
-from core.models.blocks import ConvBlock, pad_to_multiple, seed_layout, widths
+from core.models.blocks import ConvBlock, concat, pad_to_multiple, seed_layout, widths
 
 
 class UNet(SegmentationNet):
@@ -46,7 +46,7 @@ class UNet(SegmentationNet):
             x = getattr(self, f"conv{i}_0")(x if i == 0 else self.pool(x))
             skips.append(x)
         for i in reversed(range(self.depth)):
-            x = getattr(self, f"conv{i}_{self.depth - i}")(torch.cat([skips[i], self.up(x)], 1))
+            x = getattr(self, f"conv{i}_{self.depth - i}")(concat([skips[i], self.up(x)]))
         return self.final(x)[..., :h, :w]
 
     @classmethod

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from core.models.base import SegmentationNet
-from core.models.blocks import ConvBlock, pad_to_multiple, seed_layout, widths
+from core.models.blocks import ConvBlock, concat, pad_to_multiple, seed_layout, widths
 
 
 class NestedUNet(SegmentationNet):
@@ -84,7 +84,7 @@ class NestedUNet(SegmentationNet):
         for j in range(1, top + 1):  # one diagonal of nested nodes per level
             for i in range(top + 1 - j):
                 inputs = [nodes[i, k] for k in range(j)] + [self.up(nodes[i + 1, j - 1])]
-                nodes[i, j] = getattr(self, f"conv{i}_{j}")(torch.cat(inputs, 1))
+                nodes[i, j] = getattr(self, f"conv{i}_{j}")(concat(inputs))
         outputs = [self.head(k)(nodes[0, k])[..., :h, :w] for k in wanted]
         if level is not None or not self.deep_supervision:
             return outputs[0]
