@@ -222,6 +222,13 @@ def write_report() -> None:
         "over folds. Rebuild with `python bench/recipe.py run --data <kaggle_3m>` then "
         "`python bench/recipe.py report`.",
         "",
+        "The epochs a budget buys changed between sittings: the first rows (baseline, combined, "
+        "area_sampling) ran about 30% fewer epochs per CPU-minute than later ones of the same network, "
+        "and from area_120min on the training step is faster (`core.models.blocks.concat`: 1.17 instead "
+        "of 1.62 CPU-minutes per epoch of the default recipe on all 74 patients, beside one other "
+        "training: epochs 48-51 against 30-46 of `runs/v8/history.jsonl`, the run that resumed on the new "
+        "code). Compare the epochs column before reading a small difference.",
+        "",
         f"Common settings: `{' '.join(COMMON)}`; baseline: `{' '.join(BASELINE)}`.",
         "",
         "| variant | changes | folds | epochs | volume Dice mean | volume Dice median | slice Dice | "
