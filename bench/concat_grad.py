@@ -16,36 +16,34 @@ import importlib
 import json
 import os
 import statistics
-import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
+from worker import ours_step, synthetic_batch  # puts the project's core/ on the path
+
+from core.files import atomic_write, write_section
+from core.models import ARCHITECTURES
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # the project's core/, when run as a script
-from core.checkpoint import default_normalization  # noqa: E402
-from core.files import atomic_write, write_section  # noqa: E402
-from core.losses import BCEDiceLoss, DeepSupervisionLoss  # noqa: E402
-from core.models import build_model  # noqa: E402
-from core.runtime import autocast_dtype, memory_format  # noqa: E402
-from core.training.trainer import training_step  # noqa: E402
 
 OUT = ROOT / "docs" / "concat_grad.json"
 DOC = ROOT / "docs" / "benchmarks.md"
-CASES = [  # (label, model config, input size): the default recipe's size and the seed post's
-    ("UNet++, width 16, 128 px", {"arch": "unetpp", "base_width": 16}, 128),
-    ("UNet++, width 32, 256 px", {"arch": "unetpp", "base_width": 32}, 256),
-    ("U-Net, width 16, 128 px", {"arch": "unet", "base_width": 16}, 128),
+CASES = [  # (label, architecture, width, input size): the default recipe's size and the seed post's
+    ("UNet++, width 16, 128 px", "unetpp", 16, 128),
+    ("UNet++, width 32, 256 px", "unetpp", 32, 256),
+    ("U-Net, width 16, 128 px", "unet", 16, 128),
 ]
 
 
 @contextmanager
 def plain_cat(arch: str) -> Iterator[None]:
     """Within the block, the architecture's module concatenates with ``torch.cat`` itself."""
-    module = importlib.import_module({"unetpp": "core.models.unetpp", "unet": "core.models.unet"}[arch])
+    module = importlib.import_module(ARCHITECTURES[arch].__module__)
     own = module.concat
     module.concat = lambda tensors: torch.cat(tensors, 1)
     try:
@@ -54,27 +52,19 @@ def plain_cat(arch: str) -> Iterator[None]:
         module.concat = own
 
 
-def measure(config: dict[str, Any], size: int, batch: int, steps: int) -> dict[str, float]:
+def measure(arch: str, width: int, size: int, batch: int, steps: int) -> dict[str, float]:
     """Median seconds per step for both concatenations, alternating, after two warm-up steps each."""
-    device = torch.device("cpu")
-    generator = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, generator=generator)
-    masks = (torch.rand(batch, 1, size, size, generator=generator) > 0.9).float()
-    dtype = autocast_dtype(device)
+    images, masks = synthetic_batch(batch, size)
 
-    def make_step() -> Any:
+    def make_step() -> Callable[[], float]:
         torch.manual_seed(0)
-        model = build_model(config).to(memory_format=memory_format(device)).train()
-        optimizer = torch.optim.Adam(model.parameters(), 1e-3)
-        scaler = torch.amp.GradScaler(enabled=False)
-        criterion = DeepSupervisionLoss(BCEDiceLoss(0.5))
-        norm = default_normalization(3)
-        return lambda: training_step(model, criterion, optimizer, scaler, images, masks, norm, dtype)
+        step = ours_step(width, arch)
+        return lambda: step(images, masks)
     own, plain = make_step(), make_step()
     times: dict[str, list[float]] = {"concat": [], "torch.cat": []}
     for i in range(steps + 2):
         for name, step in (("concat", own), ("torch.cat", plain)):
-            with plain_cat(config["arch"]) if name == "torch.cat" else nullcontext():
+            with plain_cat(arch) if name == "torch.cat" else nullcontext():
                 start = time.perf_counter()
                 step()
                 if i >= 2:
@@ -93,8 +83,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()[0]
     rows = []
-    for label, config, size in CASES:
-        row = {"case": label, "size": size, **measure(config, size, args.batch, args.steps)}
+    for label, arch, width, size in CASES:
+        row = {"case": label, "size": size, **measure(arch, width, size, args.batch, args.steps)}
         rows.append(row)
         print(f"{label}: {row['torch_cat_s']:.3f} s -> {row['concat_s']:.3f} s per step ({row['speedup']:.2f}x)")
     result = {"batch": args.batch, "threads": args.threads, "steps": args.steps, "cpus": os.cpu_count(),

@@ -34,7 +34,7 @@ from core.data.synthetic import make_synthetic  # noqa: E402
 from core.inference import normalize, predict_level, segment_image  # noqa: E402
 from core.levels import ENSEMBLE, default_level, parse_level  # noqa: E402
 from core.losses import BCEDiceLoss, DeepSupervisionLoss  # noqa: E402
-from core.models import NestedUNet  # noqa: E402
+from core.models import NestedUNet, build_model  # noqa: E402
 from core.runtime import autocast_dtype, memory_format  # noqa: E402
 from core.training.trainer import training_step  # noqa: E402
 
@@ -67,10 +67,11 @@ def synthetic_batch(batch: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
 Step = Callable[[torch.Tensor, torch.Tensor], float]
 
 
-def ours_step(width: int) -> Step:
-    """Our trainer's step: channels_last, bf16 autocast where the CPU has it (core.training)."""
+def ours_step(width: int, arch: str = "unetpp") -> Step:
+    """Our trainer's step: channels_last, bf16 autocast where the CPU has it (core.training); UNet++ with
+    deep supervision unless ``arch`` names another registered architecture."""
     device = torch.device("cpu")
-    model = NestedUNet(3, 1, width, deep_supervision=True).to(memory_format=memory_format(device)).train()
+    model = build_model({"arch": arch, "base_width": width}).to(memory_format=memory_format(device)).train()
     criterion = DeepSupervisionLoss(BCEDiceLoss(0.5))
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
     scaler = torch.amp.GradScaler(enabled=False)

@@ -161,7 +161,8 @@ def cross_validated_block(runs: dict[str, dict[str, Any]]) -> list[str]:
         for (_, label, _), variant in zip(ROWS, variants[:-1]):
             if variant:
                 gains = [a - b for a, b in zip(dice[variant], dice[reference])]
-                lines.append(f"- {label} against UNet++ with deep supervision, fold by fold: {'+' * (sum(gains) > 0)}{spread(gains)} "
+                sign = "+" if sum(gains) > 0 else ""
+                lines.append(f"- {label} against UNet++ with deep supervision, fold by fold: {sign}{spread(gains)} "
                              f"volume Dice, ahead on {sum(g > 0 for g in gains)} of 3 folds, with "
                              f"{epochs[variant] / epochs[reference]:.1f}x the epochs.")
         lines.append("")

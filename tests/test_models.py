@@ -210,7 +210,8 @@ def test_the_fast_concat_backward_gives_torch_cats_gradients(net: type, monkeypa
     def gradients() -> dict[str, torch.Tensor]:
         torch.manual_seed(0)
         model = net(base_width=4).to(memory_format=torch.channels_last).train()
-        loss = sum((o - target).square().mean() for o in heads_of(model(x.contiguous(memory_format=torch.channels_last))))
+        outputs = heads_of(model(x.contiguous(memory_format=torch.channels_last)))
+        loss = sum((o - target).square().mean() for o in outputs)
         loss.backward()
         return {name: p.grad for name, p in model.named_parameters()}
     fast = gradients()

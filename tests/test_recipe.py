@@ -197,20 +197,18 @@ def test_context_slices_stack_neighbours_within_a_volume_and_tie_intensity_per_s
 
 
 def test_each_study_variant_is_judged_against_the_variant_it_changes() -> None:
-    from recipe import VARIANTS, base_of
+    from recipe import VARIANTS, base_of, recipe_of
 
     assert base_of("baseline") is None and base_of("combined") == "baseline" and base_of("ema") == "baseline"
     assert base_of("area_sampling") == "combined" and base_of("area_30min") == "area_sampling"
     assert base_of("gpu_unet") == "gpu" and base_of("batch_dice_30min") == "area_30min"
     assert base_of("area_60min") == "area_30min"  # minutes past 30 are judged against 30
     assert base_of("area_120min") == "area_60min" and base_of("unet_30min") == "area_30min"
-    def without_budget(flags: list[str]) -> list[str]:
-        return [f for i, f in enumerate(flags) if "--budget-minutes" not in flags[max(i - 1, 0):i + 1]]
     for variant in VARIANTS:  # a base's flags are a strict prefix of the variant's (one thing changed on top), or
         if (base := base_of(variant)) is not None:  # the base is the same recipe with only another budget
             flags, base_flags = VARIANTS[variant][1], VARIANTS[base][1]
             assert (flags[:len(base_flags)] == base_flags and len(flags) > len(base_flags)
-                    or without_budget(flags) == without_budget(base_flags))
+                    or recipe_of(variant) == recipe_of(base))
 
 
 def test_the_study_trains_what_is_missing_and_retrains_kept_folds_only_when_asked(
