@@ -160,6 +160,23 @@ def test_the_nested_post_processing_estimate_never_scores_a_fold_with_a_rule_cho
         (0.2 + 0.8 + 0.4) / 3)
 
 
+def test_averaging_two_models_can_beat_both_and_is_scored_with_nested_rules() -> None:
+    from fold_ensemble import averaged, scored
+
+    truth = np.zeros((3, 8, 8), bool)
+    truth[1, 2:6, 2:6] = True
+    left, right = np.zeros((3, 8, 8), np.uint8), np.zeros((3, 8, 8), np.uint8)
+    left[1, 2:4, 2:6], right[1, 4:6, 2:6] = 255, 255  # each finds half the lesion
+    left[1, 6:8, 2:6] = 200  # and marks voxels touching it (one component, so no rule removes them)
+    folds = {"a": 0, "b": 1, "c": 2}
+    alone = [scored({v: (m, truth) for v in folds}, folds) for m in (left, right)]
+    assert alone[0]["best"] == pytest.approx(0.5) and alone[1]["nested"] == pytest.approx(2 / 3)
+    mean = averaged([{"a": (left, truth)}, {"a": (right, truth)}])["a"][0]
+    assert mean[1, 3, 3] == 128 and mean[1, 7, 3] == 100  # the lesion at 0.50, the false voxels at 0.39
+    both = scored({v: (mean, truth) for v in folds}, folds)
+    assert both["nested"] == pytest.approx(1.0) and both["folds"] == pytest.approx([1.0] * 3)
+
+
 def test_the_error_breakdown_counts_missed_and_false_voxels_and_lists_the_worst_patients_first() -> None:
     from recipe import error_lines
 
