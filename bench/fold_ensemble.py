@@ -54,7 +54,8 @@ def fold_predictions(variant: str, fold: int, data: str) -> Predictions:
     out = volume_predictions(model, pre, val, model.levels[-1], autocast_dtype(torch.device("cpu"), "auto"), True)
     CACHE.mkdir(parents=True, exist_ok=True)
     partial = cache.with_suffix(".partial.npz")
-    np.savez_compressed(partial, **{f"{v}|p": p for v, (p, _) in out.items()}, **{f"{v}|t": t for v, (_, t) in out.items()})
+    np.savez_compressed(partial, **{f"{v}|p": p for v, (p, _) in out.items()},
+                        **{f"{v}|t": t for v, (_, t) in out.items()})
     partial.replace(cache)
     return out
 
@@ -69,9 +70,9 @@ def scored(predictions: Predictions, fold_of: dict[str, int]) -> dict[str, objec
     """Nested and best mean volume Dice over every rule of ``tune``'s grid (flip fixed on), and per fold."""
     from core.evaluation import dice_of, volume_errors
 
-    rules = {json.dumps({"threshold": t, "min_component_fraction": c}): {
-        v: dice_of(counts) for v, counts in volume_errors(predictions, {"threshold": t, "min_component_fraction": c}).items()}
-        for t in THRESHOLDS for c in COMPONENT_FRACTIONS}
+    grid = [{"threshold": t, "min_component_fraction": c} for t in THRESHOLDS for c in COMPONENT_FRACTIONS]
+    rules = {json.dumps(rule): {v: dice_of(counts) for v, counts in volume_errors(predictions, rule).items()}
+             for rule in grid}
     chosen = nested_rules(rules, fold_of)
     return {"nested": nested_score(rules, fold_of, chosen),
             "best": max(statistics.mean(d.values()) for d in rules.values()),
