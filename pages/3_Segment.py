@@ -30,9 +30,11 @@ with st.sidebar:
     level = persistent_selectbox("Level", levels, LEVEL, level_name,
                                  help="L1 is the smallest and fastest head, L4 the deepest; ensemble averages all")
     rule = rule_of(meta, level)  # chosen on validation folds for this level where the checkpoint carries one
-    threshold = st.slider("Threshold", 0.05, 0.95, float(rule["threshold"]), 0.05,
+    rule_key = f"{loaded.version}:{level}"  # another model or level brings its own rule to both sliders
+    threshold = st.slider("Threshold", 0.05, 0.95, float(rule["threshold"]), 0.05, key=f"threshold:{rule_key}",
                           help="Probability from which a pixel counts as lesion (the default is the model's own)")
     components = st.slider("Drop small lesion parts", 0.0, 1.0, float(rule["min_component_fraction"]), 0.05,
+                           key=f"components:{rule_key}",
                            help="Remove connected lesion parts (3D in a volume) smaller than this share of the "
                                 "largest: 0 keeps all, 1 only the largest (the default is the model's own)")
     opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05)

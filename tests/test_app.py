@@ -473,7 +473,8 @@ def test_segment_defaults_to_the_checkpoints_post_processing_rule(studio: Path, 
     best = runs / "tiny" / "best.pt"
     checkpoint = torch.load(best, weights_only=True)
     checkpoint["postprocessing"] = {"threshold": 0.7, "min_component_fraction": 0.5, "hflip": True,
-                                    "levels": {"2": {"threshold": 0.3, "min_component_fraction": 0.0}}}
+                                    "levels": {"2": {"threshold": 0.3, "min_component_fraction": 0.0},
+                                               "3": {"threshold": 0.4, "min_component_fraction": 0.5}}}
     torch.save(checkpoint, best)
     monkeypatch.setenv("UNETPP_STUDIO_RUNS", str(runs))
     at = page("3_Segment")
@@ -482,6 +483,11 @@ def test_segment_defaults_to_the_checkpoints_post_processing_rule(studio: Path, 
     by_label(at.selectbox, "Level").set_value(2).run()  # a pruned head brings its own rule
     assert by_label(at.slider, "Threshold").value == 0.3
     assert by_label(at.slider, "Drop small lesion parts").value == 0.0
+    # a moved slider gives way to the next level's rule too, even where that rule has the same value as its default
+    by_label(at.selectbox, "Level").set_value(4).run()
+    by_label(at.slider, "Drop small lesion parts").set_value(0.8).run()
+    by_label(at.selectbox, "Level").set_value(3).run()
+    assert (by_label(at.slider, "Threshold").value, by_label(at.slider, "Drop small lesion parts").value) == (0.4, 0.5)
     by_label(at.selectbox, "Level").set_value(4).run()
     volume = make_synthetic(n_volumes=1, slices_per_volume=4, size=64, seed=6, lesion_fraction=1.0).images[..., 1]
     at.get("file_uploader")[0].upload("scan.nii.gz", nifti_bytes(volume, np.eye(4)), "application/gzip")
