@@ -363,7 +363,7 @@ def test_segment_an_uploaded_lgg_like_tiff(with_run: Path) -> None:
     assert len(at.image) == 1 and len(at.get("plotly_chart")) == 1
     assert {m.label for m in at.metric} == {"Lesion area", "Share of the image"}
     assert [b.label for b in at.get("download_button")] == ["Mask PNG", "Overlay PNG"]
-    by_label(at.selectbox, "Level").set_value(1)
+    by_label(at.selectbox, "Level").set_value(1).run()  # then the L1 slider (each level has its own)
     by_label(at.slider, "Threshold").set_value(0.95).run()
     assert not at.exception and image_captions(at) == ["L1 at threshold 0.95, lesion in red"]
 
