@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the project's core/, when run as a script
 sys.path.insert(0, str(ROOT / "bench"))
 from core.files import atomic_write  # noqa: E402
-from recipe import COMPONENT_FRACTIONS, FOLDS, RUNS, THRESHOLDS, nested_rules, nested_score  # noqa: E402
+from recipe import (COMPONENT_FRACTIONS, FOLDS, RUNS, THRESHOLDS, finished, fold_model, nested_rules,  # noqa: E402
+                    nested_score)
 
 CACHE = ROOT / "runs" / "fold_ensemble"
 RESULTS = ROOT / "docs" / "fold_ensemble.json"
@@ -42,16 +43,13 @@ def fold_predictions(variant: str, fold: int, data: str) -> Predictions:
         return {key[:-2]: (stored[key], stored[key[:-2] + "|t"]) for key in stored.files if key.endswith("|p")}
     import torch
 
-    from core.checkpoint import load_checkpoint
-    from core.data import load_source
     from core.evaluation import volume_predictions
     from core.runtime import autocast_dtype
 
     torch.set_num_threads(1)
-    model, meta = load_checkpoint(checkpoint)
-    pre = meta["preprocessing"]
-    val = load_source(data, pre["input_size"], 3, 1, meta["split"]["val"], pre.get("intensity", "none"))
-    out = volume_predictions(model, pre, val, model.levels[-1], autocast_dtype(torch.device("cpu"), "auto"), True)
+    model, meta, val = fold_model(variant, fold, data)
+    out = volume_predictions(model, meta["preprocessing"], val, model.levels[-1],
+                             autocast_dtype(torch.device("cpu"), "auto"), True)
     CACHE.mkdir(parents=True, exist_ok=True)
     partial = cache.with_suffix(".partial.npz")
     np.savez_compressed(partial, **{f"{v}|p": p for v, (p, _) in out.items()},
@@ -89,9 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     per_variant: dict[str, Predictions] = {}
     fold_of: dict[str, int] = {}
     for variant in args.variants:
-        missing = [k for k in range(FOLDS) if not (RUNS / variant / f"fold{k}" / "last.pt").exists()]
+        missing = [k for k in range(FOLDS) if not finished(RUNS / variant / f"fold{k}")]
         if missing:
-            raise SystemExit(f"{variant}: no fold model for fold(s) {missing}; run bench/recipe.py run first")
+            raise SystemExit(f"{variant}: fold(s) {missing} not trained to the end; run bench/recipe.py run first")
         per_variant[variant] = {}
         for fold in range(FOLDS):
             predictions = fold_predictions(variant, fold, args.data)

@@ -391,6 +391,17 @@ def tuned_path(variant: str) -> Path:
     return ROOT / "docs" / "recipe" / f"postprocess_{variant}.json"
 
 
+def fold_model(variant: str, fold: int, data: str) -> tuple[Any, dict[str, Any], Any]:
+    """One fold's final model of ``variant``, its metadata, and its validation patients' slices as it was trained
+    to see them (its input size and intensity policy)."""
+    from core.checkpoint import load_checkpoint
+    from core.data import load_source
+
+    model, meta = load_checkpoint(RUNS / variant / f"fold{fold}" / "last.pt")
+    pre = meta["preprocessing"]
+    return model, meta, load_source(data, pre["input_size"], 3, 1, meta["split"]["val"], pre.get("intensity", "none"))
+
+
 def tune(variant: str, data: str) -> dict[str, Any]:
     """Score every post-processing rule on each fold's validation patients with that fold's final model.
 
@@ -399,8 +410,6 @@ def tune(variant: str, data: str) -> dict[str, Any]:
     """
     import torch
 
-    from core.checkpoint import load_checkpoint
-    from core.data import load_source
     from core.evaluation import dice_of, volume_errors, volume_predictions
     from core.runtime import autocast_dtype
 
@@ -409,10 +418,9 @@ def tune(variant: str, data: str) -> dict[str, Any]:
     errors: dict[str, dict[str, dict[str, int]]] = {}  # the deepest level's rule key -> volume -> voxel counts
     fold_of: dict[str, int] = {}  # volume -> the fold that holds it out
     for fold in range(FOLDS):
-        model, meta = load_checkpoint(RUNS / variant / f"fold{fold}" / "last.pt")
+        model, meta, val = fold_model(variant, fold, data)
         fold_of |= {volume: fold for volume in meta["split"]["val"]}
         pre = meta["preprocessing"]
-        val = load_source(data, pre["input_size"], 3, 1, meta["split"]["val"], pre.get("intensity", "none"))
         for level in model.levels:
             for hflip in (False, True):
                 predictions = volume_predictions(model, pre, val, level, autocast_dtype(torch.device("cpu"), "auto"),
