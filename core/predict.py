@@ -1,9 +1,12 @@
 """``python -m core.predict``: segment images and scans; write masks and lesion statistics.
 
 Inputs: PNG / JPG / TIFF / BMP images, multi-page TIFF stacks, DICOM files, zips of a DICOM
-series or of images, NIfTI volumes (``.nii``, ``.nii.gz``). For a model of several channels, a
-case's nnU-Net channel files (``<case>_0000.nii.gz``, ``<case>_0001.nii.gz``, ...) are read as one
-scan. Outputs in ``--out``:
+series or of images, NIfTI volumes (``.nii``, ``.nii.gz``), and folders of these. For a model of
+several channels, a case's nnU-Net channel files (``<case>_0000.nii.gz``, ``<case>_0001.nii.gz``,
+...) are read as one scan. Numbered slices of one volume (``<stem>_<n>.tif``, as in a Kaggle LGG
+patient folder, whose ``_mask`` files are left out) in a folder or zip are one volume; a folder
+of DICOM files is one series; a folder of patient folders gives one scan per patient. Outputs in
+``--out``:
 
 - a 2D image: ``<name>_mask.png``;
 - a volume: ``<name>_mask.nii.gz`` (the input's shape and affine; label values, 0 background), ``<name>_masks.zip`` (one PNG
@@ -13,6 +16,7 @@ scan. Outputs in ``--out``:
 Example::
 
     python -m core.predict --level 2 scan1.tif head.nii.gz series.zip --out results/
+    python -m core.predict kaggle_3m/TCGA_CS_4941_19960909 --out results/   # one patient's slices
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from pathlib import Path
 
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.data import DataError
-from core.scans import Scan, channel_groups, read_case
+from core.scans import Scan, channel_groups, read_case, read_folder
 from core.data.intensity import windows_of
 from core.files import atomic_write
 from core.inference import lesion_masks, segment_images
@@ -36,7 +40,8 @@ from core.runtime import add_device_flags, autocast_dtype, reexec_with_tuned_mal
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m core.predict", description=__doc__.split("\n")[0])
-    p.add_argument("inputs", nargs="+", type=Path, help="images, TIFF stacks, DICOM files or zips, NIfTI volumes")
+    p.add_argument("inputs", nargs="+", type=Path,
+                   help="images, TIFF stacks, DICOM files or zips, NIfTI volumes, or folders of them")
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     p.add_argument("--level", default=None, help=LEVEL_HELP)
     p.add_argument("--threshold", type=float, default=None,
@@ -66,9 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     scans: list[Scan] = []
     windows = windows_of(meta["preprocessing"])  # a CT model's Hounsfield windows by channel
     axis = meta["preprocessing"].get("axis", "axial")
-    for group in channel_groups([str(p) for p in args.inputs], model.in_channels):
+    folders = [p for p in args.inputs if p.is_dir()]
+    groups = channel_groups([str(p) for p in args.inputs if not p.is_dir()], model.in_channels)
+    for group in [*groups, *folders]:
         try:
-            scans += read_case([(n, _read(Path(n))) for n in group], model.in_channels, windows, axis)
+            if isinstance(group, Path):
+                scans += read_folder(group, model.in_channels, windows, axis)
+            else:
+                scans += read_case([(n, _read(Path(n))) for n in group], model.in_channels, windows, axis)
         except DataError as err:
             print(f"error: {err}", file=sys.stderr)
             failed += 1

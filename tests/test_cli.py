@@ -97,6 +97,17 @@ def test_cli_errors_are_one_clear_line(checkpoint: Path, tmp_path: Path, capsys)
 
 
 @requires_lgg
+def test_predict_reads_a_kaggle_patient_folder_as_one_volume(checkpoint: Path, tmp_path: Path, capsys) -> None:
+    patient = LGG / "TCGA_CS_4941_19960909"
+    count = len(list(patient.glob("*_mask.tif")))
+    assert predict.main(["--checkpoint", str(checkpoint), str(patient), "--out", str(tmp_path)]) == 0
+    assert f"TCGA_CS_4941_19960909 (image series, {count} slices)" in capsys.readouterr().out
+    assert nib.load(tmp_path / "TCGA_CS_4941_19960909_mask.nii.gz").shape == (256, 256, count)
+    rows = list(csv.DictReader((tmp_path / "TCGA_CS_4941_19960909_slices.csv").open()))
+    assert [r["slice"] for r in rows] == [str(n) for n in range(1, count + 1)]
+
+
+@requires_lgg
 def test_predict_on_a_real_lgg_slice(checkpoint: Path, tmp_path: Path) -> None:
     slice_path = LGG / "TCGA_CS_4941_19960909" / "TCGA_CS_4941_19960909_12.tif"
     assert predict.main(["--checkpoint", str(checkpoint), str(slice_path), "--out", str(tmp_path)]) == 0

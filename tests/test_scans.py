@@ -4,6 +4,7 @@ from __future__ import annotations
 import gzip
 import io
 import zipfile
+from pathlib import Path
 
 import cv2
 import nibabel as nib
@@ -14,7 +15,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 from core.data import DataError
-from core.scans import read_scan, read_scans
+from core.scans import read_folder, read_scan, read_scans
 
 ODD_AFFINE = np.array([[0.0, 0.0, -2.0, 40.0],   # voxel axes permuted and flipped: a sagittal-ish LPI grid
                        [-0.9, 0.0, 0.0, 20.0],
@@ -148,6 +149,60 @@ def test_a_zip_of_images_is_a_batch() -> None:
     assert all(s.kind == "image" and s.slices.shape == (1, 12, 10, 3) for s in scans)
     with pytest.raises(DataError, match="holds 2 images, not one DICOM series"):
         read_scan("batch.zip", series_zip({"a.png": png, "b.png": png}), 3)
+
+
+def lgg_slices(patient: str, count: int) -> dict[str, bytes]:
+    """A Kaggle LGG patient folder's files: slice n is filled with the value 10 n, each with its mask."""
+    files = {}
+    for n in range(1, count + 1):
+        files[f"{patient}_{n}.tif"] = cv2.imencode(".tif", np.full((16, 12, 3), 10 * n, np.uint8))[1].tobytes()
+        files[f"{patient}_{n}_mask.tif"] = cv2.imencode(".tif", np.zeros((16, 12), np.uint8))[1].tobytes()
+    return files
+
+
+def test_numbered_slices_are_one_volume_in_slice_order_without_their_masks(tmp_path) -> None:
+    files = lgg_slices("TCGA_X_1", 11)  # 1, 10, 11, 2, ... when sorted as text
+    scan, = read_scans("patient.zip", series_zip(files), 3)
+    assert scan.kind == "image series" and scan.is_volume and scan.slices.shape == (11, 16, 12, 3)
+    assert [int(s[0, 0, 0]) for s in scan.slices] == [10 * n for n in range(1, 12)]
+    root = tmp_path / "kaggle_3m"
+    for patient, count in [("TCGA_A_1", 3), ("TCGA_B_2", 12)]:
+        (root / patient).mkdir(parents=True)
+        for name, data in lgg_slices(patient, count).items():
+            (root / patient / name).write_bytes(data)
+    (root / "data.csv").write_text("Patient,x\n")  # skipped, as the Kaggle root's own table
+    (root / ".DS_Store").write_bytes(b"junk")
+    scans = read_folder(root, 3)
+    assert [(Path(s.name).name, s.kind, len(s.slices)) for s in scans] == [
+        ("TCGA_A_1", "image series", 3), ("TCGA_B_2", "image series", 12)]
+    assert [int(s[0, 0, 0]) for s in scans[1].slices] == [10 * n for n in range(1, 13)]
+    assert len(read_folder(root / "TCGA_A_1", 3)) == 1
+
+
+def test_a_folder_of_dicom_files_is_one_series_and_other_images_stay_apart(tmp_path) -> None:
+    volume = blob_volume((3, 16, 16)).astype(np.uint16) + 100
+    series = tmp_path / "series"
+    series.mkdir()
+    for i, p in enumerate([6.0, 0.0, 3.0]):
+        (series / f"IM{i}").write_bytes(dicom_bytes(volume[round(p / 3)], p, i))  # DICOM files without a suffix
+    scan, = read_folder(series, 1)
+    assert scan.kind == "dicom series" and scan.slices.shape == (3, 16, 16, 1) and scan.spacing == pytest.approx((0.8, 0.9, 3.0))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    png = cv2.imencode(".png", np.full((8, 8), 50, np.uint8))[1].tobytes()
+    for name in ["cat.png", "dog_1.png"]:  # not numbered slices of one stem: one scan each
+        (photos / name).write_bytes(png)
+    assert [s.kind for s in read_folder(photos, 3)] == ["image", "image"]
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("hi")
+    with pytest.raises(DataError, match=r"notes: holds no images, DICOM, NIfTI or zip files"):
+        read_folder(tmp_path / "notes", 3)
+    uneven = tmp_path / "uneven"
+    uneven.mkdir()
+    for n, shape in [(1, (8, 8)), (2, (8, 9))]:
+        (uneven / f"p_{n}.png").write_bytes(cv2.imencode(".png", np.zeros(shape, np.uint8))[1].tobytes())
+    with pytest.raises(DataError, match=r"uneven: its slices differ in size"):
+        read_folder(uneven, 3)
 
 
 @pytest.mark.parametrize("name, data, message", [

@@ -23,10 +23,12 @@ convention.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from core.data.errors import DataError
 from core.data.intensity import Window
-from core.scans.archive import read_zip
+from core.data.io import IMAGE_SUFFIXES
+from core.scans.archive import hidden, read_folder_files, read_zip
 from core.scans.channels import CHANNEL_FILE, channel_groups, merge_channels
 from core.scans.dicom import read_dicom
 from core.scans.images import read_image_scan
@@ -89,7 +91,46 @@ def read_case(files: Sequence[tuple[str, bytes]], channels: int, windows: dict[i
     return read(name, data, channels, windows.get(0), axis)
 
 
+def read_folder(folder: Path, channels: int = 3, windows: dict[int, Window] | None = None,
+                axis: str = "axial", depth: int = 3) -> list[Scan]:
+    """The scans of a folder, as ``core.predict`` reads a folder argument.
+
+    Its 2D images or DICOM files are read together (``read_files``: the numbered slices of a Kaggle
+    LGG patient folder are one volume, DICOM files one series); each NIfTI volume or zip is read on
+    its own, a case's nnU-Net channel files together. Other files (CSV, text) are skipped. A folder
+    without such files stands for its subfolders (``depth`` levels down), each read the same way:
+    ``kaggle_3m/`` gives one volume per patient.
+    """
+    name = str(folder) if folder.name not in ("", ".", "..") else str(folder.resolve())
+    try:
+        entries = sorted(p for p in folder.iterdir() if not hidden(p.name))
+    except OSError as err:
+        raise DataError(f"{folder}: cannot be read ({err.strerror})") from None
+    files = [p for p in entries if p.is_file() and p.name.upper() != "DICOMDIR"]
+    volumes = [p for p in files if p.name.lower().endswith(VOLUME_SUFFIXES) and p.suffix.lower() != ".dcm"]
+    slices = [p for p in files if p.name.lower().endswith((*IMAGE_SUFFIXES, ".dcm")) or (not p.suffix and _is_dicom(p))]
+    if not volumes and not slices:
+        subfolders = [p for p in entries if p.is_dir()]
+        if not subfolders or depth == 0:
+            raise DataError(f"{folder}: holds no images, DICOM, NIfTI or zip files to segment")
+        return [scan for sub in subfolders for scan in read_folder(sub, channels, windows, axis, depth - 1)]
+    if slices and axis != "axial":
+        raise DataError(f"{slices[0]}: this model segments {axis} slices of NIfTI volumes; give it a .nii or .nii.gz")
+    scans = read_folder_files(Path(name), slices, channels, (windows or {}).get(0)) if slices else []
+    for group in channel_groups([str(p) for p in volumes], channels):
+        scans += read_case([(n, Path(n).read_bytes()) for n in group], channels, windows, axis)
+    return scans
+
+
+def _is_dicom(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            return f.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
 __all__ = [
     "CHANNEL_FILE", "MAX_VOXELS", "READERS", "VOLUME_SUFFIXES", "Scan", "channel_groups", "merge_channels",
-    "read_case", "read_scan", "read_scans",
+    "read_case", "read_folder", "read_scan", "read_scans",
 ]
