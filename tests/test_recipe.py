@@ -64,6 +64,19 @@ def test_strong_augmentation_changes_channels_independently() -> None:
     assert max(np.ptp(mild(image=image, mask=mask)["image"].reshape(-1, 3).mean(0)) for _ in range(40)) < 1
 
 
+def test_channel_fill_copies_the_source_channel_into_the_others_on_its_share_of_slices() -> None:
+    image = np.stack([np.full((32, 32), v, np.uint8) for v in (40, 120, 200)], axis=-1)
+    mask = np.zeros((32, 32), np.uint8)
+    filled = train_augmentation("mild", seed=0, channel_fill=0.5)
+    outs = [filled(image=image, mask=mask)["image"] for _ in range(200)]
+    copies = [(o[..., 0] == o[..., 1]).all() or (o[..., 2] == o[..., 1]).all() for o in outs]
+    assert 0.35 < np.mean(copies) < 0.65  # about half the slices lose a sequence
+    assert all(abs(int(np.median(o[..., 1])) - 120) < 40 for o in outs)  # the source is kept (not 40 or 200)
+    plain = train_augmentation("mild", seed=0)
+    assert not any((o[..., 0] == o[..., 1]).all() for o in (plain(image=image, mask=mask)["image"] for _ in range(50)))
+    assert parse_args(["--channel-fill", "0.3", "--fill-from", "0"]).channel_fill == 0.3
+
+
 def test_every_config_field_is_a_flag_with_help() -> None:
     help_text = build_parser().format_help()
     for f in cli_fields():

@@ -52,8 +52,49 @@ class ChannelIntensity(A.ImageOnlyTransform):
         return ("gamma", "scale", "shift")
 
 
-def train_augmentation(kind: str = "mild", seed: int | None = None) -> A.Compose:
-    """The augmentation pipeline ``kind`` (one of ``AUGMENTATIONS``) for uint8 ``(H, W, C)`` slices.
+class ChannelFill(A.ImageOnlyTransform):
+    """A missing sequence: the other channels, each with probability 1/2 (at least one), become copies of
+    channel ``source``.
+
+    The Kaggle LGG set fills the sequences a patient lacks with FLAIR (channel 1): 8 of its 74 patients
+    have copies in place of the pre- or post-contrast channel, and a model that never saw one reads
+    such a patient badly.
+
+    Example:
+        >>> image = np.stack([np.full((2, 2), v, np.uint8) for v in (10, 20, 30)], axis=-1)
+        >>> out = ChannelFill(source=1, p=1.0)(image=image)["image"]
+        >>> int(out[0, 0, 1]), sorted({int(out[0, 0, 0]), int(out[0, 0, 2])} - {10, 30}), bool((out == image).all())
+        (20, [20], False)
+    """
+
+    def __init__(self, source: int = 1, p: float = 0.5) -> None:
+        super().__init__(p=p)
+        self.source = source
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        channels = data["image"].shape[-1] if data["image"].ndim == 3 else 1
+        others = [c for c in range(channels) if c != self.source]
+        filled = [c for c in others if self.random_generator.random() < 0.5]
+        if others and not filled:
+            filled = [others[self.random_generator.integers(len(others))]]
+        return {"filled": filled}
+
+    def apply(self, img: np.ndarray, filled: list[int], **params: Any) -> np.ndarray:
+        if img.ndim < 3 or not filled or self.source >= img.shape[-1]:
+            return img
+        out = img.copy()
+        out[..., filled] = img[..., self.source:self.source + 1]
+        return out
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("source",)
+
+
+def train_augmentation(kind: str = "mild", seed: int | None = None, channel_fill: float = 0.0,
+                       fill_from: int = 1) -> A.Compose:
+    """The augmentation pipeline ``kind`` (one of ``AUGMENTATIONS``) for uint8 ``(H, W, C)`` slices, with
+    ``ChannelFill(fill_from)`` applied to a ``channel_fill`` share of them (after the intensity changes, so
+    the copies are exact, as in the data).
 
     With a ``seed`` the draws repeat from run to run (albumentations keeps its own random state).
 
@@ -70,12 +111,14 @@ def train_augmentation(kind: str = "mild", seed: int | None = None) -> A.Compose
         A.Affine(scale=(0.9, 1.1), translate_percent=(-0.05, 0.05), rotate=(-15, 15),
                  border_mode=cv2.BORDER_CONSTANT, p=0.5),
     ]
+    fill = [ChannelFill(fill_from, p=channel_fill)] if channel_fill > 0 else []
     if kind == "mild":
-        return A.Compose([*geometric, A.RandomBrightnessContrast(brightness_limit=0.1, contrast_limit=0.1, p=0.3)],
-                         seed=seed)
+        return A.Compose([*geometric, A.RandomBrightnessContrast(brightness_limit=0.1, contrast_limit=0.1, p=0.3),
+                          *fill], seed=seed)
     return A.Compose([
         *geometric,
         ChannelIntensity(p=0.8),
+        *fill,
         A.GaussNoise(std_range=(0.01, 0.04), p=0.2),
         A.GaussianBlur(sigma_limit=(0.3, 1.0), p=0.2),
     ], seed=seed)

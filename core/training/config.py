@@ -74,6 +74,10 @@ class TrainConfig:
                                          "window), else volume", POLICIES)
     augment: str = option("strong", "mild: flips, small affine, slight brightness/contrast; strong: adds "
                                   "per-channel gamma/contrast/brightness, noise and blur", AUGMENTATIONS)
+    channel_fill: float = option(0.0, "share of training slices whose other channels are, each with probability "
+                                      "1/2, replaced by channel --fill-from: a missing sequence, as the Kaggle LGG "
+                                      "set fills one (0: off)")
+    fill_from: int = option(1, "the channel --channel-fill copies (1: FLAIR in the Kaggle LGG set)")
     loss: str = option("bce_dice", "loss on every head (core.losses.LOSSES); bce_dice: alpha*BCE + (1-alpha)*soft Dice",
                        LOSSES.keys())
     alpha: float = option(0.5, "loss = alpha*BCE + (1-alpha)*soft Dice")

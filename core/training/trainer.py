@@ -193,7 +193,8 @@ class Trainer:
                                     self.dist.world_size, self.dist.rank, areas)
         loader_args = {"num_workers": c.workers, "persistent_workers": c.workers > 0,
                        "pin_memory": self.device.type == "cuda"}
-        augmentation = train_augmentation(c.augment, c.seed + self.dist.rank)  # seeded: a rerun draws the same
+        augmentation = train_augmentation(c.augment, c.seed + self.dist.rank,  # seeded: a rerun draws the same
+                                          c.channel_fill, c.fill_from)
         self.train_loader = DataLoader(SliceDataset(self.train_set, augmentation), c.batch_size,
                                        sampler=self.sampler, drop_last=len(self.sampler) > c.batch_size, **loader_args)
         val_share = range(self.dist.rank, len(self.val_set), self.dist.world_size)
