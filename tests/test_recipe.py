@@ -77,6 +77,14 @@ def test_channel_fill_copies_the_source_channel_into_the_others_on_its_share_of_
     assert parse_args(["--channel-fill", "0.3", "--fill-from", "0"]).channel_fill == 0.3
 
 
+def test_a_fill_channel_the_data_lacks_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from core import train
+    assert train.main(["--data", "synthetic", "--epochs", "1", "--width", "4", "--size", "32", "--channel-fill", "0.5",
+                       "--fill-from", "3", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: synthetic: --fill-from 3 names no channel of its 3 (0..2)"
+
+
 def test_every_config_field_is_a_flag_with_help() -> None:
     help_text = build_parser().format_help()
     for f in cli_fields():

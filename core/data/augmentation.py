@@ -73,14 +73,16 @@ class ChannelFill(A.ImageOnlyTransform):
 
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
         channels = data["image"].shape[-1] if data["image"].ndim == 3 else 1
+        if channels < 2 or self.source >= channels:  # a one-channel slice has nothing to fill
+            return {"filled": []}
         others = [c for c in range(channels) if c != self.source]
         filled = [c for c in others if self.random_generator.random() < 0.5]
-        if others and not filled:
+        if not filled:
             filled = [others[self.random_generator.integers(len(others))]]
         return {"filled": filled}
 
     def apply(self, img: np.ndarray, filled: list[int], **params: Any) -> np.ndarray:
-        if img.ndim < 3 or not filled or self.source >= img.shape[-1]:
+        if not filled:
             return img
         out = img.copy()
         out[..., filled] = img[..., self.source:self.source + 1]

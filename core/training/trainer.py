@@ -33,8 +33,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from core.checkpoint import CheckpointError, atomic_save, default_normalization, make_checkpoint, read_checkpoint
-from core.data import (EpochSampler, SliceDataset, SliceSet, channels_and_classes, input_size, intensity_windows,
-                       label_names, load_source, split_volumes, train_augmentation)
+from core.data import (DataError, EpochSampler, SliceDataset, SliceSet, channels_and_classes, input_size,
+                       intensity_windows, label_names, load_source, split_volumes, train_augmentation)
 from core.data.intensity import windows_of
 from core.files import atomic_write
 from core.evaluation import evaluate_loader
@@ -152,6 +152,9 @@ class Trainer:
             channels, classes = (channels_and_classes(c.data) if data is None
                                  else (data.images.shape[-1], classes_in(data.masks)))
             c.in_channels, c.num_classes = c.in_channels or channels, c.num_classes or classes
+        if c.channel_fill > 0 and not 0 <= c.fill_from < c.in_channels:
+            raise DataError(f"{c.data}: --fill-from {c.fill_from} names no channel of its {c.in_channels} "
+                            f"(0..{c.in_channels - 1})")
         if data is not None:
             windows = {}
         else:
